@@ -1,0 +1,355 @@
+"""The sharded ledger engine's coordinator: routes each epoch to the shards, resolves chains.
+
+Per epoch (LEDGER_SPEC.md): the driver computes row-local checks and chain structure, then
+
+1. ``begin_epoch`` on every shard (carrying the previous epoch's commit): idempotency by
+   transfer id, account look-ups by debit and credit id, expiry of due holds;
+2. ``evaluate`` on every shard: pending-transfer checks by pending_id and funds checks by
+   debit account, in row order;
+3. chains resolve on the driver, and the committed effects are routed by account and by
+   transfer id, to ride on the next epoch's first call.
+
+Invariants (double entry per ledger, overdraft) are checked at every epoch boundary from the
+shards' running per-ledger sums and the overdraft test of every debited account.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from sim.columns import Accounts, Balances, Transfers
+from sim.constants import (
+    IDEMPOTENCY_WINDOW_EPOCHS,
+    LEDGER_NAMES,
+    OK,
+    PENDING_STATE_POSTED,
+    PENDING_STATE_VOIDED,
+    SHARD_COUNT_MAX,
+    SHARD_COUNT_MIN,
+    STATUS_COUNT,
+)
+from sim.errors import BalanceOverflowError
+from sim.hashtable import shard_of
+from sim.hosts import LocalHosts, ShardHosts
+from sim.routing import (
+    Routed,
+    as_bits,
+    commit_deltas,
+    pack_id_rows,
+    pack_pending_checks,
+    pack_pending_creations,
+    pack_side,
+)
+from sim.rowchecks import (
+    KIND_PENDING,
+    KIND_PLAIN,
+    KIND_POST,
+    KIND_VOID,
+    chain_bounds,
+    combine_pre_status,
+    resolve_chains,
+    row_kinds_and_local_status,
+)
+from sim.shard_kernels import DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
+from sim.shard_state import CommitPayload, ShardState
+
+EMPTY_2 = np.zeros((0, 2), np.int64)
+SIDE_ORDER = {"debit": 0, "credit": 1}
+BALANCE_COLUMN_NAMES = {DEBITS_PENDING: "pending", DEBITS_POSTED: "posted",
+                        CREDITS_PENDING: "pending", CREDITS_POSTED: "posted"}
+
+
+def epoch_bits(epoch: int) -> int:
+    """int64 bit pattern of a uint64 epoch number."""
+    return int(np.uint64(epoch).view(np.int64))
+
+
+@dataclass
+class EpochPlan:
+    """An epoch's rows with everything the driver derives before the shards see them."""
+
+    rows: Transfers
+    row_offset: int
+    epoch: int
+    start_us: int
+    kind: np.ndarray
+    local: np.ndarray
+    chain_end: np.ndarray
+    is_open: np.ndarray
+    by_id: Routed
+    by_debit: Routed
+    by_credit: Routed
+    debit_shard: np.ndarray
+    credit_shard: np.ndarray
+    id_blocks: list
+    debit_blocks: list
+    credit_blocks: list
+
+
+@dataclass
+class EngineMetrics:
+    rows: int = 0
+    epochs: int = 0
+    committed: int = 0
+    engine_seconds: float = 0.0
+    epoch_latency_ms: list = field(default_factory=list)
+    invariant_violations: list = field(default_factory=list)
+    boundaries_checked: int = 0
+    bytes_per_account: float = 0.0
+
+
+@dataclass
+class EngineResult:
+    status: np.ndarray
+    balances: Balances
+    metrics: EngineMetrics
+    ledger_sums: dict
+
+
+class Engine:
+    """K shards (in-process or Ray actors) over one set of accounts."""
+
+    def __init__(self, accounts: Accounts, hosts: ShardHosts,
+                 window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS):
+        self.accounts = accounts
+        self.hosts = hosts
+        self.shard_count = hosts.shard_count
+        self.window_epochs = window_epochs
+        self.ledger_values = np.unique(accounts.ledger)
+        self.account_shard = shard_of(as_bits(accounts.id), self.shard_count)
+
+    # --- planning (driver, no state) ------------------------------------------------------
+    def plan(self, rows: Transfers, row_offset: int) -> EpochPlan:
+        k = self.shard_count
+        ids, debit, credit = as_bits(rows.id), as_bits(rows.debit_account), as_bits(rows.credit_account)
+        kind, local = row_kinds_and_local_status(
+            rows.flags, rows.pending_id, rows.timeout_s, rows.debit_account, rows.credit_account, rows.amount)
+        chain_end, is_open = chain_bounds(rows.flags)
+        by_id = Routed.by_key(ids, k, mask=ids != 0)
+        debit_shard = shard_of(debit, k)
+        credit_shard = shard_of(credit, k)
+        by_debit = Routed.by_shard(debit_shard, k)
+        by_credit = Routed.by_shard(credit_shard, k)
+        id_rows = pack_id_rows(by_id.order, ids, debit, credit, rows.amount, rows.ledger, rows.code,
+                               rows.flags, as_bits(rows.pending_id), rows.timeout_s)
+        return EpochPlan(
+            rows=rows, row_offset=row_offset, epoch=int(rows.epoch[0]), start_us=int(rows.sim_time_us[0]),
+            kind=kind, local=local, chain_end=chain_end, is_open=is_open,
+            by_id=by_id, by_debit=by_debit, by_credit=by_credit,
+            debit_shard=debit_shard, credit_shard=credit_shard,
+            id_blocks=by_id.split(id_rows),
+            debit_blocks=by_debit.split(debit[by_debit.order]),
+            credit_blocks=by_credit.split(credit[by_credit.order]),
+        )
+
+    # --- the epoch loop -------------------------------------------------------------------
+    def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None) -> EngineResult:
+        """Run every epoch (each a Transfers of one epoch's rows, in order) and finish."""
+        metrics = EngineMetrics()
+        statuses: list[np.ndarray] = []
+        self._sums = None
+        pending_commit: tuple | None = None  # (plan, commit payloads, submit time)
+        row_offset = 0
+        started = None
+        for rows in _nonempty(epochs):
+            plan = self.plan(rows, row_offset)
+            if started is None:
+                started = time.perf_counter()
+            submitted = time.perf_counter()
+            status, commit = self._run_epoch(plan, pending_commit, metrics)
+            statuses.append(status)
+            pending_commit = (plan, commit, submitted)
+            row_offset += len(rows)
+            metrics.rows += len(rows)
+            metrics.epochs += 1
+            if on_epoch is not None:
+                on_epoch(metrics.epochs, metrics.rows)
+        if pending_commit is not None:
+            plan, commit, submitted = pending_commit
+            results = self.hosts.collect(self.hosts.submit("finish", [(c,) for c in commit]))
+            self._after_commit(plan, results, metrics, submitted)
+        metrics.engine_seconds = time.perf_counter() - started if started is not None else 0.0
+        status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
+        return self._final(status, metrics)
+
+    def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics):
+        k = self.shard_count
+        commits = pending_commit[1] if pending_commit else [None] * k
+        epoch = epoch_bits(plan.epoch)
+        first = self.hosts.collect(self.hosts.submit("begin_epoch", [
+            (commits[s], epoch, plan.start_us, plan.id_blocks[s], plan.debit_blocks[s], plan.credit_blocks[s])
+            for s in range(k)
+        ]))
+        if pending_commit is not None:
+            self._after_commit(pending_commit[0], first, metrics, pending_commit[2])
+        pre, lookups = self._pre_status(plan, first)
+        second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
+        second = self.hosts.collect(self.hosts.submit("evaluate", second_args))
+        status = pre.astype(np.uint16)
+        pending_amount = np.zeros(len(plan.rows), np.int64)
+        pending_route.scatter([r["pending_status"] for r in second], status)
+        pending_route.scatter([r["pending_amount"] for r in second], pending_amount)
+        funds_route.scatter([r["funds_status"] for r in second], status)
+        status, committed = resolve_chains(status, plan.chain_end, plan.is_open)
+        metrics.committed += int(committed.sum())
+        return status, self._commit_payloads(plan, committed, pending_amount, lookups)
+
+    def _pre_status(self, plan: EpochPlan, first: list) -> tuple[np.ndarray, dict]:
+        n = len(plan.rows)
+        id_status = plan.by_id.scatter([r["id_status"] for r in first], np.zeros(n, np.uint8))
+        lookups = {
+            "debit_position": plan.by_debit.scatter([r["debit_position"] for r in first], np.empty(n, np.int64)),
+            "debit_ledger": plan.by_debit.scatter([r["debit_ledger"] for r in first], np.empty(n, np.int64)),
+            "debit_flagged": plan.by_debit.scatter([r["debit_flagged"] for r in first], np.empty(n, np.bool_)),
+            "credit_position": plan.by_credit.scatter([r["credit_position"] for r in first], np.empty(n, np.int64)),
+            "credit_ledger": plan.by_credit.scatter([r["credit_ledger"] for r in first], np.empty(n, np.int64)),
+        }
+        pre = combine_pre_status(
+            as_bits(plan.rows.id), id_status, plan.local, lookups["debit_position"], lookups["credit_position"],
+            plan.rows.ledger.astype(np.int64), lookups["debit_ledger"], lookups["credit_ledger"], plan.is_open)
+        return pre, lookups
+
+    def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict, first: list):
+        k = self.shard_count
+        rows = plan.rows
+        passing = pre == OK
+        resolving = passing & ((plan.kind == KIND_POST) | (plan.kind == KIND_VOID))
+        funding = passing & ((plan.kind == KIND_PLAIN) | (plan.kind == KIND_PENDING)) & lookups["debit_flagged"]
+        pending_route = Routed.by_key(as_bits(rows.pending_id), k, mask=resolving)
+        pending_rows = pack_pending_checks(
+            pending_route.order, as_bits(rows.pending_id), as_bits(rows.debit_account),
+            as_bits(rows.credit_account), rows.ledger, rows.amount, plan.kind)
+        funds_shard = np.where(funding, plan.debit_shard, -1)
+        funds_route = Routed.by_shard(funds_shard, k)
+        fo = funds_route.order
+        funds_rows = np.stack([lookups["debit_position"][fo], rows.amount[fo]], axis=1)
+        expired = np.concatenate([r["expired"] for r in first]) if first else np.zeros((0, 3), np.int64)
+        exp_debit = Routed.by_key(expired[:, 0], k)
+        exp_credit = Routed.by_key(expired[:, 1], k)
+        debit_blocks = exp_debit.split(expired[exp_debit.order][:, [0, 2]])
+        credit_blocks = exp_credit.split(expired[exp_credit.order][:, [1, 2]])
+        pending_blocks = pending_route.split(pending_rows)
+        funds_blocks = funds_route.split(funds_rows)
+        args = [(debit_blocks[s], credit_blocks[s], pending_blocks[s], funds_blocks[s]) for s in range(k)]
+        return args, pending_route, funds_route
+
+    def _commit_payloads(self, plan: EpochPlan, committed: np.ndarray, pending_amount: np.ndarray,
+                         lookups: dict) -> list[CommitPayload]:
+        k = self.shard_count
+        rows = plan.rows
+        posted, pending = commit_deltas(plan.kind, rows.amount, pending_amount, committed)
+        debit_route = Routed.by_shard(np.where(committed, plan.debit_shard, -1), k)
+        credit_route = Routed.by_shard(np.where(committed, plan.credit_shard, -1), k)
+        debit_rows = pack_side(debit_route.order, lookups["debit_position"], posted, pending, plan.row_offset)
+        credit_rows = pack_side(credit_route.order, lookups["credit_position"], posted, pending, plan.row_offset)
+        creating = committed & (plan.kind == KIND_PENDING)
+        create_route = Routed.by_key(as_bits(rows.id), k, mask=creating)
+        creations = pack_pending_creations(
+            create_route.order, as_bits(rows.id), rows.sim_time_us, as_bits(rows.debit_account),
+            as_bits(rows.credit_account), rows.amount, rows.ledger, rows.code, rows.flags,
+            as_bits(rows.pending_id), rows.timeout_s)
+        resolving = committed & ((plan.kind == KIND_POST) | (plan.kind == KIND_VOID))
+        resolve_route = Routed.by_key(as_bits(rows.pending_id), k, mask=resolving)
+        ro = resolve_route.order
+        new_state = np.where(plan.kind[ro] == KIND_POST, PENDING_STATE_POSTED, PENDING_STATE_VOIDED)
+        resolutions = np.stack([as_bits(rows.pending_id)[ro], new_state.astype(np.int64)], axis=1)
+        d, c = debit_route.split(debit_rows), credit_route.split(credit_rows)
+        p, r = create_route.split(creations), resolve_route.split(resolutions)
+        epoch = epoch_bits(plan.epoch)
+        return [CommitPayload(epoch, d[s], c[s], p[s], r[s]) for s in range(k)]
+
+    # --- epoch boundary -------------------------------------------------------------------
+    def _after_commit(self, plan: EpochPlan, results: list, metrics: EngineMetrics, submitted: float) -> None:
+        overflows = [r["overflow"] for r in results if r.get("overflow") is not None]
+        if overflows:
+            row, side, column, account = min(overflows, key=lambda o: (o[0], SIDE_ORDER[o[1]]))
+            local_row = row - plan.row_offset
+            field_name = f"{side}s_{BALANCE_COLUMN_NAMES[column]}"
+            raise BalanceOverflowError(plan.epoch, row, int(plan.rows.id[local_row]), account, field_name)
+        metrics.epoch_latency_ms.append((time.perf_counter() - submitted) * 1000.0)
+        self._sums = _total_sums(self.ledger_values, [r["sums"] for r in results])
+        metrics.boundaries_checked += 1
+        for ledger, (dp, dpo, cp, cpo) in self._sums.items():
+            if dpo != cpo or dp != cp:
+                metrics.invariant_violations.append(
+                    f"epoch {plan.epoch}: double entry broken on ledger {_ledger_name(ledger)}"
+                    f" (debits_posted {dpo} vs credits_posted {cpo}, debits_pending {dp} vs credits_pending {cp})")
+        for r in results:
+            if r.get("overdrawn") is not None:
+                metrics.invariant_violations.append(
+                    f"epoch {plan.epoch}: account {r['overdrawn']} debits exceed its credits")
+
+    def _final(self, status: np.ndarray, metrics: EngineMetrics) -> EngineResult:
+        states = self.hosts.collect(self.hosts.submit("final_state", [() for _ in range(self.shard_count)]))
+        n = len(self.accounts)
+        bal = np.zeros((n, 4), np.int64)
+        position = np.zeros(n, np.int64)
+        for s, state in enumerate(states):
+            mine = np.flatnonzero(self.account_shard == s)
+            bal[mine] = state["balances"]
+            position[mine] = np.arange(len(mine))
+        metrics.bytes_per_account = float(np.mean([s["bytes_per_account"] for s in states]))
+        sums = _total_sums(self.ledger_values, [s["sums"] for s in states])
+        assert len(status) == metrics.rows
+        assert (status < STATUS_COUNT).all()
+        balances = Balances.from_columns(
+            id=self.accounts.id, ledger=self.accounts.ledger,
+            debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
+            credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
+        return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
+
+
+def _nonempty(epochs: Iterable[Transfers]) -> Iterator[Transfers]:
+    for rows in epochs:
+        if len(rows):
+            yield rows
+
+
+def _ledger_name(ledger: int) -> str:
+    name = LEDGER_NAMES.get(int(ledger))
+    return f"{ledger} ({name})" if name else str(ledger)
+
+
+def _total_sums(ledger_values: np.ndarray, per_shard: list[np.ndarray]) -> dict:
+    """ledger -> (debits_pending, debits_posted, credits_pending, credits_posted) as Python ints."""
+    total = {}
+    for slot, ledger in enumerate(ledger_values.tolist()):
+        fields = []
+        for column in range(4):
+            fields.append(sum((int(s[slot, column, 0]) << 32) + int(s[slot, column, 1]) for s in per_shard))
+        total[ledger] = tuple(fields)
+    return total
+
+
+def split_epochs(transfers: Transfers) -> Iterator[Transfers]:
+    for start, stop in transfers.epoch_bounds():
+        yield transfers.slice(start, stop)
+
+
+def local_hosts(accounts: Accounts, shard_count: int,
+                window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS) -> LocalHosts:
+    check_shard_count(shard_count)
+    ledger_values = np.unique(accounts.ledger)
+    shard = shard_of(as_bits(accounts.id), shard_count)
+    states = []
+    for s in range(shard_count):
+        mine = shard == s
+        states.append(ShardState(s, shard_count, accounts.id[mine], accounts.ledger[mine],
+                                 accounts.flags[mine], ledger_values, window_epochs))
+    return LocalHosts(states)
+
+
+def check_shard_count(shard_count: int) -> None:
+    if not SHARD_COUNT_MIN <= shard_count <= SHARD_COUNT_MAX:
+        raise ValueError(f"shards(={shard_count}) must be in {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX}")
+
+
+def run_local(accounts: Accounts, transfers: Transfers, shard_count: int = 1,
+              window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS) -> EngineResult:
+    """The engine with every shard in this process (no Ray): tests and the one-core baseline."""
+    hosts = local_hosts(accounts, shard_count, window_epochs)
+    return Engine(accounts, hosts, window_epochs).run(split_epochs(transfers))

@@ -1,0 +1,259 @@
+"""The on-disk side of LEDGER_SPEC.md: exact Arrow schemas and strict Parquet readers/writers.
+
+Readers refuse a file whole with `sim.errors.InputRefused`, whose message is one line:
+``<path>: <what is wrong>`` naming the column and/or the 0-based row in the file and the rule
+broken. Nothing is returned from a refused file. The checks are the file-level rules of the
+spec (types, nulls, columns, zero/duplicate account ids, unknown account flag bits,
+non-decreasing epoch and sim_time_us); row-level transfer problems are not file errors, the
+ledger gives those rows status codes.
+
+All checks are vectorised (numpy/pyarrow), so 16M-row workloads and multi-million-account
+files are read without Python loops over rows. Column order in a file may differ from the
+spec's; the returned column sets and tables are always in spec order. Arrays returned by the
+readers are read-only (they may be zero-copy views of Arrow buffers).
+
+Writers produce byte-identical files for the same data (fixed Parquet options, no pandas
+metadata) and write through a temporary file in the target directory renamed into place with
+`os.replace`, so a failed write never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sim.columns import (
+    ACCOUNT_DTYPES,
+    BALANCE_DTYPES,
+    RESULT_DTYPES,
+    TRANSFER_DTYPES,
+    Accounts,
+    Balances,
+    Transfers,
+)
+from sim.constants import ACCOUNT_FLAGS_KNOWN
+from sim.errors import InputRefused
+
+_ARROW_TYPES = {
+    np.dtype(np.uint64): pa.uint64(),
+    np.dtype(np.uint32): pa.uint32(),
+    np.dtype(np.uint16): pa.uint16(),
+    np.dtype(np.int64): pa.int64(),
+}
+
+
+def _schema(dtypes: dict) -> pa.Schema:
+    """A non-nullable Arrow schema whose fields follow `dtypes` in order."""
+    return pa.schema([pa.field(n, _ARROW_TYPES[np.dtype(d)], nullable=False) for n, d in dtypes.items()])
+
+
+ACCOUNTS_SCHEMA = _schema(ACCOUNT_DTYPES)
+WORKLOAD_SCHEMA = _schema(TRANSFER_DTYPES)
+RESULTS_SCHEMA = _schema(RESULT_DTYPES)
+BALANCES_SCHEMA = _schema(BALANCE_DTYPES)
+
+# Fixed writer options: same data -> same bytes (for a given pyarrow version).
+ROW_GROUP_SIZE = 1 << 20
+_WRITE_OPTIONS = dict(
+    compression="zstd",
+    compression_level=1,
+    use_dictionary=False,
+    version="2.6",
+    data_page_version="1.0",
+    write_statistics=True,
+    store_schema=True,
+    write_page_checksum=True,  # CRC32 per page: readers detect corrupt pages, not just bad footers
+)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "no detail"
+
+
+def _refuse(path, detail: str) -> InputRefused:
+    return InputRefused(_one_line(f"{os.fspath(path)}: {detail}"))
+
+
+def _open(path) -> pq.ParquetFile:
+    """The file opened as one Parquet file, or InputRefused if it cannot be."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise _refuse(path, "file not found")
+    if not os.path.isfile(name):
+        raise _refuse(path, "not a regular file")
+    try:
+        return pq.ParquetFile(name, page_checksum_verification=True)
+    except Exception as exc:  # ArrowInvalid, OSError, ...: any failure means refused
+        raise _refuse(path, f"not a readable Parquet file ({exc})") from None
+
+
+def _check_columns(path, found: pa.Schema, expected: pa.Schema) -> None:
+    """Missing, duplicated, extra and wrongly typed columns, before any data is read."""
+    names = found.names
+    for name in expected.names:
+        if name not in names:
+            raise _refuse(path, f"column {name}: missing (required by the spec)")
+    for name in names:
+        if names.count(name) > 1:
+            raise _refuse(path, f"column {name}: appears {names.count(name)} times")
+    extra = [n for n in names if n not in expected.names]
+    if extra:
+        plural = "s" if len(extra) > 1 else ""
+        raise _refuse(path, f"column{plural} {', '.join(extra)}: unknown extra column{plural} (not in the spec)")
+    for field in expected:
+        found_type = found.field(field.name).type
+        if found_type != field.type:
+            raise _refuse(path, f"column {field.name}: expected {field.type}, found {found_type}")
+
+
+def _read_columns(path, expected: pa.Schema) -> dict:
+    """The file's columns (name -> ChunkedArray) in spec order, type-checked and free of nulls."""
+    with _open(path) as parquet:
+        try:
+            found = parquet.schema_arrow
+        except Exception as exc:  # a footer pyarrow cannot map to Arrow types
+            raise _refuse(path, f"not a readable Parquet file ({exc})") from None
+        _check_columns(path, found, expected)
+        try:
+            table = parquet.read(columns=expected.names)
+        except Exception as exc:  # truncated or corrupt pages
+            raise _refuse(path, f"corrupt Parquet data ({exc})") from None
+    columns = {name: table.column(name) for name in expected.names}
+    del table  # the caller may release each column as it converts it
+    for field in expected:
+        column = columns[field.name]
+        if column.type != field.type:  # defensive: the data must match the footer
+            raise _refuse(path, f"column {field.name}: expected {field.type}, found {column.type}")
+        if column.null_count:
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise _refuse(path, f"column {field.name}, row {row}: null value (nulls are not allowed)")
+    return columns
+
+
+def _numpy_columns(columns: dict) -> dict:
+    """Each column as one read-only numpy array; `columns` is emptied so memory is freed early."""
+    out = {}
+    for name in list(columns):
+        array = columns.pop(name).to_numpy(zero_copy_only=False)
+        array.flags.writeable = False
+        out[name] = array
+    return out
+
+
+def _check_account_ids(path, ids: np.ndarray) -> None:
+    zero = ids == 0
+    if zero.any():
+        raise _refuse(path, f"column id, row {int(zero.argmax())}: account id must not be zero")
+    ordered = np.sort(ids)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return
+    dup_id = ordered[int(same.argmax())]
+    rows = np.flatnonzero(ids == dup_id)
+    raise _refuse(
+        path,
+        f"column id, rows {int(rows[0])} and {int(rows[1])}: duplicate account id {int(dup_id)}"
+        " (account ids must be unique)",
+    )
+
+
+def _check_account_flags(path, flags: np.ndarray) -> None:
+    unknown = flags & np.uint16(~ACCOUNT_FLAGS_KNOWN & 0xFFFF)
+    bad = unknown != 0
+    if bad.any():
+        row = int(bad.argmax())
+        raise _refuse(
+            path,
+            f"column flags, row {row}: unknown account flag bits 0x{int(unknown[row]):x}"
+            f" in flags {int(flags[row])} (known bits: 0x{ACCOUNT_FLAGS_KNOWN:x})",
+        )
+
+
+def _check_non_decreasing(path, name: str, values: np.ndarray) -> None:
+    down = values[1:] < values[:-1]
+    if down.any():
+        row = int(down.argmax()) + 1
+        raise _refuse(
+            path,
+            f"column {name}, row {row}: {name} {int(values[row])} is less than"
+            f" {int(values[row - 1])} on row {row - 1} ({name} must not decrease down the file)",
+        )
+
+
+def read_accounts(path) -> Accounts:
+    """accounts.parquet as Accounts; InputRefused if the file breaks any rule of the spec."""
+    columns = _numpy_columns(_read_columns(path, ACCOUNTS_SCHEMA))
+    _check_account_ids(path, columns["id"])
+    _check_account_flags(path, columns["flags"])
+    return Accounts.from_columns(**columns)
+
+
+def read_workload(path) -> Transfers:
+    """workload.parquet as Transfers; InputRefused for file-level errors only (not row errors)."""
+    columns = _numpy_columns(_read_columns(path, WORKLOAD_SCHEMA))
+    _check_non_decreasing(path, "epoch", columns["epoch"])
+    _check_non_decreasing(path, "sim_time_us", columns["sim_time_us"])
+    return Transfers.from_columns(**columns)
+
+
+def read_results(path) -> pa.Table:
+    """results.parquet as an Arrow table of exactly RESULTS_SCHEMA (types and nulls checked)."""
+    columns = _read_columns(path, RESULTS_SCHEMA)
+    return pa.Table.from_arrays(list(columns.values()), schema=RESULTS_SCHEMA)
+
+
+def read_balances(path) -> Balances:
+    """balances.parquet as Balances (types and nulls checked)."""
+    return Balances.from_columns(**_numpy_columns(_read_columns(path, BALANCES_SCHEMA)))
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def _table(schema: pa.Schema, columns: dict) -> pa.Table:
+    """A table of exactly `schema`; values that do not fit a column's type raise (safe casts)."""
+    arrays = [pa.array(np.asarray(columns[f.name]), type=f.type) for f in schema]
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of unequal length: {dict(zip(schema.names, map(len, arrays)))}")
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _write(path, table: pa.Table) -> None:
+    """Write `table` to a temporary file beside `path`, then rename it into place."""
+    final = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(final))
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        pq.write_table(table, temp, row_group_size=ROW_GROUP_SIZE, **_WRITE_OPTIONS)
+        os.chmod(temp, 0o644)
+        os.replace(temp, final)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def write_accounts(path, accounts: Accounts) -> None:
+    _write(path, _table(ACCOUNTS_SCHEMA, accounts.columns()))
+
+
+def write_workload(path, transfers: Transfers) -> None:
+    _write(path, _table(WORKLOAD_SCHEMA, transfers.columns()))
+
+
+def write_results(path, ids: np.ndarray, status: np.ndarray, epoch: np.ndarray) -> None:
+    _write(path, _table(RESULTS_SCHEMA, {"id": ids, "status": status, "epoch": epoch}))
+
+
+def write_balances(path, balances: Balances) -> None:
+    _write(path, _table(BALANCES_SCHEMA, balances.columns()))

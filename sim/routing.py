@@ -1,0 +1,140 @@
+"""Driver-side packing: an epoch's columns into per-shard row blocks, and results back.
+
+Each payload a shard receives is one contiguous int64 array [rows, columns] (row-major), so a
+Ray call ships a few large buffers, never per-row objects. ``Routed`` remembers which epoch
+rows went where, so per-shard results scatter back into epoch order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from sim.hashtable import group_by_shard, shard_of
+from sim.rowchecks import KIND_PENDING, KIND_PLAIN, KIND_POST, KIND_VOID
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Rows of an epoch grouped by shard: rows order[offsets[s]:offsets[s+1]] go to shard s."""
+
+    order: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def by_shard(cls, shard: np.ndarray, shard_count: int) -> "Routed":
+        order, offsets = group_by_shard(shard, shard_count)
+        return cls(order, offsets)
+
+    @classmethod
+    def by_key(cls, keys: np.ndarray, shard_count: int, mask: np.ndarray | None = None) -> "Routed":
+        shard = shard_of(keys, shard_count)
+        if mask is not None:
+            shard[~mask] = -1
+        return cls.by_shard(shard, shard_count)
+
+    def split(self, packed: np.ndarray) -> list[np.ndarray]:
+        """Per-shard blocks of an array packed in self.order."""
+        o = self.offsets
+        return [packed[o[s]:o[s + 1]] for s in range(len(o) - 1)]
+
+    def scatter(self, parts: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+        """out[order] = concatenation of the per-shard results."""
+        if len(self.order):
+            out[self.order] = np.concatenate(parts)
+        return out
+
+
+def as_bits(column: np.ndarray) -> np.ndarray:
+    """int64 view of a uint64 column (no copy); other integer columns are left alone."""
+    return column.view(np.int64) if column.dtype == np.uint64 else column
+
+
+@numba.njit(cache=True)
+def pack_id_rows(order, ids, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
+    """[key, debit, credit, amount, ledger, code, flags, pending_id, timeout] per routed row."""
+    out = np.empty((len(order), 9), np.int64)
+    for j in range(len(order)):
+        i = order[j]
+        out[j, 0] = ids[i]
+        out[j, 1] = debit[i]
+        out[j, 2] = credit[i]
+        out[j, 3] = amount[i]
+        out[j, 4] = ledger[i]
+        out[j, 5] = code[i]
+        out[j, 6] = flags[i]
+        out[j, 7] = pending_id[i]
+        out[j, 8] = timeout_s[i]
+    return out
+
+
+@numba.njit(cache=True)
+def pack_pending_checks(order, pending_id, debit, credit, ledger, amount, kind):
+    """[pending_id, debit, credit, ledger, amount, is_post] per routed POST/VOID row."""
+    out = np.empty((len(order), 6), np.int64)
+    for j in range(len(order)):
+        i = order[j]
+        out[j, 0] = pending_id[i]
+        out[j, 1] = debit[i]
+        out[j, 2] = credit[i]
+        out[j, 3] = ledger[i]
+        out[j, 4] = amount[i]
+        out[j, 5] = 1 if kind[i] == KIND_POST else 0
+    return out
+
+
+@numba.njit(cache=True)
+def commit_deltas(kind, amount, pending_amount, committed):
+    """(posted delta, pending delta) of each committed row; both sides get the same deltas."""
+    n = len(kind)
+    posted = np.zeros(n, np.int64)
+    pending = np.zeros(n, np.int64)
+    for i in range(n):
+        if not committed[i]:
+            continue
+        k = kind[i]
+        if k == KIND_PLAIN:
+            posted[i] = amount[i]
+        elif k == KIND_PENDING:
+            pending[i] = amount[i]
+        elif k == KIND_POST:
+            posted[i] = amount[i]
+            pending[i] = -pending_amount[i]
+        elif k == KIND_VOID:
+            pending[i] = -pending_amount[i]
+    return posted, pending
+
+
+@numba.njit(cache=True)
+def pack_side(order, position, posted, pending, row_offset):
+    """[account position, posted delta, pending delta, global row] per routed committed row."""
+    out = np.empty((len(order), 4), np.int64)
+    for j in range(len(order)):
+        i = order[j]
+        out[j, 0] = position[i]
+        out[j, 1] = posted[i]
+        out[j, 2] = pending[i]
+        out[j, 3] = row_offset + i
+    return out
+
+
+@numba.njit(cache=True)
+def pack_pending_creations(order, ids, sim_time_us, debit, credit, amount, ledger, code, flags,
+                           pending_id, timeout_s):
+    """[key, sim_time_us, 8 fields] per routed committed PENDING row."""
+    out = np.empty((len(order), 10), np.int64)
+    for j in range(len(order)):
+        i = order[j]
+        out[j, 0] = ids[i]
+        out[j, 1] = sim_time_us[i]
+        out[j, 2] = debit[i]
+        out[j, 3] = credit[i]
+        out[j, 4] = amount[i]
+        out[j, 5] = ledger[i]
+        out[j, 6] = code[i]
+        out[j, 7] = flags[i]
+        out[j, 8] = pending_id[i]
+        out[j, 9] = timeout_s[i]
+    return out

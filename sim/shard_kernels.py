@@ -1,0 +1,425 @@
+"""Numba kernels over one shard's state: idempotency, pending transfers, funds, commit, expiry.
+
+Pure functions of arrays (no Ray, no Python objects); sim/shard_state.py owns the arrays and
+calls these. All keys and epochs are int64 bit patterns of the spec's uint64 values; epoch
+differences are compared as unsigned, so any uint64 epoch numbering works.
+
+Tables (row-major int64, column 0 the key, 0 = empty slot):
+- id table, one record per transfer id seen within the idempotency window (ID_* columns);
+- pending table, one record per committed PENDING transfer still pending or recently
+  resolved (P_* columns), plus a binary heap (expire_at_us, id) for expiry.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from sim.constants import (
+    EXCEEDS_CREDITS,
+    EXCEEDS_PENDING_AMOUNT,
+    EXISTS,
+    EXISTS_WITH_DIFFERENT_FIELDS,
+    INT64_MAX,
+    MICROSECONDS_PER_SECOND,
+    OK,
+    PENDING_STATE_EXPIRED,
+    PENDING_STATE_PENDING,
+    PENDING_STATE_POSTED,
+    PENDING_STATE_VOIDED,
+    PENDING_TRANSFER_ALREADY_POSTED,
+    PENDING_TRANSFER_ALREADY_VOIDED,
+    PENDING_TRANSFER_EXPIRED,
+    PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
+    PENDING_TRANSFER_NOT_FOUND,
+)
+from sim.hashtable import account_position, find_slot, mix64
+
+# Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
+DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
+
+# Transfer fields compared for idempotency, in this order, in id rows and both tables.
+FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_LEDGER = 0, 1, 2, 3
+FIELD_CODE, FIELD_FLAGS, FIELD_PENDING_ID, FIELD_TIMEOUT = 4, 5, 6, 7
+FIELD_COUNT = 8
+
+# id rows sent to a shard: [key, 8 fields]
+ID_ROW_COLUMNS = 1 + FIELD_COUNT
+# id table: [key, epoch_first, 8 fields]
+ID_KEY, ID_EPOCH = 0, 1
+ID_FIELDS = 2
+ID_TABLE_COLUMNS = ID_FIELDS + FIELD_COUNT
+# pending table: [key, state, resolved_epoch, mark_epoch, mark, sim_time_us, 8 fields]
+P_KEY, P_STATE, P_RESOLVED_EPOCH, P_MARK_EPOCH, P_MARK, P_SIM_TIME = 0, 1, 2, 3, 4, 5
+P_FIELDS = 6
+PENDING_TABLE_COLUMNS = P_FIELDS + FIELD_COUNT
+# pending-check rows: [pending_id, debit, credit, ledger, amount, is_post]
+# funds rows: [account position, amount]
+# commit side rows: [account position, posted delta, pending delta, global row]
+# pending creations: [key, sim_time_us, 8 fields]; resolutions: [key, new state]
+
+MARK_NONE, MARK_POST, MARK_VOID = 0, 1, 2
+
+
+@numba.njit(inline="always", cache=True)
+def within_window(epoch_now, epoch_then, window):
+    return np.uint64(epoch_now - epoch_then) <= np.uint64(window)
+
+
+@numba.njit(inline="always", cache=True)
+def _same_fields(table, slot, first_column, rows, i):
+    for f in range(FIELD_COUNT):
+        if table[slot, first_column + f] != rows[i, 1 + f]:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def check_ids(id_table, pending_table, rows, epoch_now, window):
+    """Idempotency checks 4/5 in row order; new ids are recorded. Returns (status, slots used).
+
+    A record out of the window counts as absent, unless a still-pending transfer holds the id.
+    """
+    status = np.zeros(len(rows), np.uint8)
+    added = 0
+    for i in range(len(rows)):
+        key = rows[i, 0]
+        slot = find_slot(id_table, key)
+        if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
+            same = _same_fields(id_table, slot, ID_FIELDS, rows, i)
+            status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
+            continue
+        pslot = find_slot(pending_table, key)
+        if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
+            same = _same_fields(pending_table, pslot, P_FIELDS, rows, i)
+            status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
+            continue
+        if id_table[slot, ID_KEY] == 0:
+            added += 1
+        id_table[slot, ID_KEY] = key
+        id_table[slot, ID_EPOCH] = epoch_now
+        for f in range(FIELD_COUNT):
+            id_table[slot, ID_FIELDS + f] = rows[i, 1 + f]
+    return status, added
+
+
+@numba.njit(cache=True)
+def rebuild_id_table(id_table, new_capacity, epoch_now, window):
+    """Copy of the live records (within the window) into a table of new_capacity slots."""
+    out = np.zeros((new_capacity, ID_TABLE_COLUMNS), np.int64)
+    live = 0
+    for slot in range(id_table.shape[0]):
+        key = id_table[slot, ID_KEY]
+        if key != 0 and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
+            target = find_slot(out, key)
+            out[target, :] = id_table[slot, :]
+            live += 1
+    return out, live
+
+
+@numba.njit(cache=True)
+def rebuild_pending_table(pending_table, new_capacity, epoch_now, window):
+    """Copy of the records still pending or resolved within the window."""
+    out = np.zeros((new_capacity, PENDING_TABLE_COLUMNS), np.int64)
+    live = 0
+    for slot in range(pending_table.shape[0]):
+        key = pending_table[slot, P_KEY]
+        if key == 0:
+            continue
+        state = pending_table[slot, P_STATE]
+        if state != PENDING_STATE_PENDING and not within_window(
+            epoch_now, pending_table[slot, P_RESOLVED_EPOCH], window
+        ):
+            continue
+        target = find_slot(out, key)
+        out[target, :] = pending_table[slot, :]
+        live += 1
+    return out, live
+
+
+@numba.njit(cache=True)
+def check_pending(pending_table, rows, epoch_now, window):
+    """Checks 15..20 for POST/VOID rows in row order; passing rows mark the pending transfer.
+
+    Returns (status, pending amount of each passing row).
+    """
+    n = len(rows)
+    status = np.zeros(n, np.uint8)
+    pending_amount = np.zeros(n, np.int64)
+    for i in range(n):
+        key = rows[i, 0]
+        slot = find_slot(pending_table, key)
+        s = _pending_status(pending_table, slot, key, rows, i, epoch_now, window)
+        status[i] = s
+        if s == OK:
+            pending_table[slot, P_MARK_EPOCH] = epoch_now
+            pending_table[slot, P_MARK] = MARK_POST if rows[i, 5] != 0 else MARK_VOID
+            pending_amount[i] = pending_table[slot, P_FIELDS + FIELD_AMOUNT]
+    return status, pending_amount
+
+
+@numba.njit(inline="always", cache=True)
+def _pending_status(table, slot, key, rows, i, epoch_now, window):
+    if table[slot, P_KEY] != key:
+        return PENDING_TRANSFER_NOT_FOUND
+    state = table[slot, P_STATE]
+    if state != PENDING_STATE_PENDING and not within_window(epoch_now, table[slot, P_RESOLVED_EPOCH], window):
+        return PENDING_TRANSFER_NOT_FOUND
+    if (rows[i, 1] != table[slot, P_FIELDS + FIELD_DEBIT]
+            or rows[i, 2] != table[slot, P_FIELDS + FIELD_CREDIT]
+            or rows[i, 3] != table[slot, P_FIELDS + FIELD_LEDGER]):
+        return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
+    mark = table[slot, P_MARK] if table[slot, P_MARK_EPOCH] == epoch_now else MARK_NONE
+    if state == PENDING_STATE_POSTED or mark == MARK_POST:
+        return PENDING_TRANSFER_ALREADY_POSTED
+    if state == PENDING_STATE_VOIDED or mark == MARK_VOID:
+        return PENDING_TRANSFER_ALREADY_VOIDED
+    if state == PENDING_STATE_EXPIRED:
+        return PENDING_TRANSFER_EXPIRED
+    if rows[i, 5] != 0 and rows[i, 4] > table[slot, P_FIELDS + FIELD_AMOUNT]:
+        return EXCEEDS_PENDING_AMOUNT
+    return OK
+
+
+@numba.njit(cache=True)
+def check_funds(balances, rows):
+    """Check 21 in row order for rows whose debit account must not exceed its credits.
+
+    Reservations live in a scratch table for this call (the epoch's funds rows on this shard).
+    """
+    n = len(rows)
+    status = np.zeros(n, np.uint8)
+    capacity = 16
+    while capacity < 2 * n:
+        capacity *= 2
+    reserved = np.zeros((capacity, 2), np.int64)  # [position + 1, reserved amount]
+    for i in range(n):
+        position = rows[i, 0]
+        slot = find_slot(reserved, position + 1)
+        reserved[slot, 0] = position + 1
+        available = (balances[position, CREDITS_POSTED] - balances[position, DEBITS_POSTED]
+                     - balances[position, DEBITS_PENDING] - reserved[slot, 1])
+        if rows[i, 1] > available:
+            status[i] = EXCEEDS_CREDITS
+        else:
+            reserved[slot, 1] += rows[i, 1]
+    return status
+
+
+@numba.njit(inline="always", cache=True)
+def _add_to_sum(sums, ledger_slot, column, delta):
+    """Running per-ledger sums in two int64 halves (high, low 32 bits) so they never wrap."""
+    sums[ledger_slot, column, 0] += delta >> 32
+    sums[ledger_slot, column, 1] += delta & 0xFFFFFFFF
+
+
+@numba.njit(cache=True)
+def normalise_sums(sums):
+    for ledger_slot in range(sums.shape[0]):
+        for column in range(sums.shape[1]):
+            carry = sums[ledger_slot, column, 1] >> 32
+            sums[ledger_slot, column, 0] += carry
+            sums[ledger_slot, column, 1] -= carry << 32
+
+
+@numba.njit(inline="always", cache=True)
+def _would_overflow(value, delta):
+    return delta > 0 and value > INT64_MAX - delta
+
+
+@numba.njit(cache=True)
+def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, posted_column, check_overdraft):
+    """Committed deltas for one side (debit or credit fields), in row order.
+
+    Returns (first overflowing row index into rows or -1, overflowing column, first overdrawn
+    position or -1). Stops at an overflow: the run ends there.
+    """
+    overdrawn = np.int64(-1)
+    for i in range(len(rows)):
+        position = rows[i, 0]
+        posted_delta = rows[i, 1]
+        pending_delta = rows[i, 2]
+        if _would_overflow(balances[position, pending_column], pending_delta):
+            return i, pending_column, overdrawn
+        balances[position, pending_column] += pending_delta
+        if _would_overflow(balances[position, posted_column], posted_delta):
+            return i, posted_column, overdrawn
+        balances[position, posted_column] += posted_delta
+        slot = ledger_slot[position]
+        _add_to_sum(sums, slot, pending_column, pending_delta)
+        _add_to_sum(sums, slot, posted_column, posted_delta)
+        if check_overdraft and flagged[position] and overdrawn < 0:
+            if balances[position, DEBITS_POSTED] > balances[position, CREDITS_POSTED] - balances[position, DEBITS_PENDING]:
+                overdrawn = position
+    return np.int64(-1), np.int64(-1), overdrawn
+
+
+@numba.njit(cache=True)
+def lookup_accounts(index, keys, wanted):
+    """Position of each wanted account key in this shard, -1 when absent."""
+    out = np.empty(len(wanted), np.int64)
+    for i in range(len(wanted)):
+        out[i] = account_position(index, keys, wanted[i])
+    return out
+
+
+@numba.njit(cache=True)
+def expire_accounts(balances, ledger_slot, sums, index, keys, wanted, amounts, column):
+    """Drop one pending column of each wanted account by amount (expired holds)."""
+    for i in range(len(wanted)):
+        position = account_position(index, keys, wanted[i])
+        assert position >= 0
+        balances[position, column] -= amounts[i]
+        _add_to_sum(sums, ledger_slot[position], column, -amounts[i])
+
+
+# --- pending creation, resolution and expiry --------------------------------------------------
+
+
+@numba.njit(cache=True)
+def create_pending(pending_table, heap_time, heap_key, heap_size, rows):
+    """Record committed PENDING transfers (replacing resolved ones with the same id).
+
+    Returns (slots newly used, heap size). The heap arrays must have room for len(rows) more.
+    """
+    added = 0
+    size = heap_size
+    for i in range(len(rows)):
+        key = rows[i, 0]
+        slot = find_slot(pending_table, key)
+        if pending_table[slot, P_KEY] == 0:
+            added += 1
+        pending_table[slot, :] = 0
+        pending_table[slot, P_KEY] = key
+        pending_table[slot, P_STATE] = PENDING_STATE_PENDING
+        pending_table[slot, P_SIM_TIME] = rows[i, 1]
+        for f in range(FIELD_COUNT):
+            pending_table[slot, P_FIELDS + f] = rows[i, 2 + f]
+        expire_at = _expire_at(rows[i, 1], rows[i, 2 + FIELD_TIMEOUT])
+        if expire_at >= 0:
+            size = _heap_push(heap_time, heap_key, size, expire_at, key)
+    return added, size
+
+
+@numba.njit(inline="always", cache=True)
+def _expire_at(sim_time_us, timeout_s):
+    """Expiry instant in µs, -1 for never (timeout 0, or past the int64 range)."""
+    if timeout_s == 0:
+        return np.int64(-1)
+    span = timeout_s * MICROSECONDS_PER_SECOND
+    if sim_time_us > INT64_MAX - span:
+        return np.int64(-1)
+    return sim_time_us + span
+
+
+@numba.njit(cache=True)
+def resolve_pending(pending_table, rows, epoch_now):
+    for i in range(len(rows)):
+        slot = find_slot(pending_table, rows[i, 0])
+        assert pending_table[slot, P_KEY] == rows[i, 0]
+        pending_table[slot, P_STATE] = rows[i, 1]
+        pending_table[slot, P_RESOLVED_EPOCH] = epoch_now
+        pending_table[slot, P_MARK] = MARK_NONE
+
+
+@numba.njit(cache=True)
+def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoch_now):
+    """Expire every pending transfer due at or before start_us.
+
+    Returns (count, rows [count, 3] of (debit, credit, amount), heap size).
+    """
+    out = np.zeros((16, 3), np.int64)
+    count = 0
+    size = heap_size
+    while size > 0 and heap_time[0] <= start_us:
+        due = heap_time[0]
+        key = heap_key[0]
+        size = _heap_pop(heap_time, heap_key, size)
+        slot = find_slot(pending_table, key)
+        if pending_table[slot, P_KEY] != key or pending_table[slot, P_STATE] != PENDING_STATE_PENDING:
+            continue  # resolved earlier; the heap entry is stale
+        if _expire_at(pending_table[slot, P_SIM_TIME], pending_table[slot, P_FIELDS + FIELD_TIMEOUT]) != due:
+            continue  # a newer pending transfer took this id
+        pending_table[slot, P_STATE] = PENDING_STATE_EXPIRED
+        pending_table[slot, P_RESOLVED_EPOCH] = epoch_now
+        if count == out.shape[0]:
+            grown = np.zeros((2 * count, 3), np.int64)
+            grown[:count] = out
+            out = grown
+        out[count, 0] = pending_table[slot, P_FIELDS + FIELD_DEBIT]
+        out[count, 1] = pending_table[slot, P_FIELDS + FIELD_CREDIT]
+        out[count, 2] = pending_table[slot, P_FIELDS + FIELD_AMOUNT]
+        count += 1
+    return out[:count].copy(), size
+
+
+@numba.njit(inline="always", cache=True)
+def _heap_less(heap_time, heap_key, a, b):
+    if heap_time[a] != heap_time[b]:
+        return heap_time[a] < heap_time[b]
+    return heap_key[a] < heap_key[b]
+
+
+@numba.njit(inline="always", cache=True)
+def _heap_swap(heap_time, heap_key, a, b):
+    heap_time[a], heap_time[b] = heap_time[b], heap_time[a]
+    heap_key[a], heap_key[b] = heap_key[b], heap_key[a]
+
+
+@numba.njit(cache=True)
+def _heap_push(heap_time, heap_key, size, time, key):
+    i = size
+    heap_time[i] = time
+    heap_key[i] = key
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _heap_less(heap_time, heap_key, i, parent):
+            break
+        _heap_swap(heap_time, heap_key, i, parent)
+        i = parent
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(heap_time, heap_key, size):
+    size -= 1
+    heap_time[0] = heap_time[size]
+    heap_key[0] = heap_key[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        smallest = i
+        if left < size and _heap_less(heap_time, heap_key, left, smallest):
+            smallest = left
+        if left + 1 < size and _heap_less(heap_time, heap_key, left + 1, smallest):
+            smallest = left + 1
+        if smallest == i:
+            return size
+        _heap_swap(heap_time, heap_key, i, smallest)
+        i = smallest
+
+
+@numba.njit(cache=True)
+def compact_heap(pending_table, heap_time, heap_key, heap_size):
+    """Heap rebuilt from its live entries (still-pending holds); returns the new size."""
+    size = 0
+    for i in range(heap_size):
+        slot = find_slot(pending_table, heap_key[i])
+        if pending_table[slot, P_KEY] == heap_key[i] and pending_table[slot, P_STATE] == PENDING_STATE_PENDING:
+            heap_time[size] = heap_time[i]
+            heap_key[size] = heap_key[i]
+            size += 1
+    for start in range(size // 2 - 1, -1, -1):
+        i = start
+        while True:
+            left = 2 * i + 1
+            smallest = i
+            if left < size and _heap_less(heap_time, heap_key, left, smallest):
+                smallest = left
+            if left + 1 < size and _heap_less(heap_time, heap_key, left + 1, smallest):
+                smallest = left + 1
+            if smallest == i:
+                break
+            _heap_swap(heap_time, heap_key, i, smallest)
+            i = smallest
+    return size

@@ -1,0 +1,184 @@
+"""One shard's state and its two calls per epoch; hosted by a Ray actor or run in-process.
+
+A shard owns the accounts, transfer ids and pending transfers whose keys hash to it
+(sim.hashtable.shard_of_key). Per epoch the coordinator makes two calls (LEDGER_SPEC.md's
+"fixed number of partitioned passes"):
+
+1. ``begin_epoch``: commit the previous epoch's effects, expire holds due by this epoch's
+   start, check idempotency of this epoch's ids, look up debit and credit accounts;
+2. ``evaluate``: drop expired holds from account balances, check pending transfers
+   (posts/voids) and funds, in row order.
+
+The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
+last), so an epoch costs two round trips. Memory per account: 8 (id) + 32 (four balances) +
+1 (flags) + 1 (ledger slot) + 4 x 1.5..3 (index) bytes = 48..54 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim import shard_kernels as K
+from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+from sim.hashtable import account_index_capacity, build_account_index, pow2_at_least
+
+LEDGER_SLOTS_MAX = 255
+EMPTY_ROWS_2 = np.zeros((0, 2), np.int64)
+
+
+@dataclass
+class CommitPayload:
+    """One shard's share of an epoch's committed effects (arrays of int64 rows)."""
+
+    epoch: int
+    debit_rows: np.ndarray  # [position, posted delta, pending delta, global row]
+    credit_rows: np.ndarray
+    pending_rows: np.ndarray  # [key, sim_time_us, 8 fields]
+    resolve_rows: np.ndarray  # [key, new state]
+
+
+class ShardState:
+    """Arrays and kernels of one shard. No per-account Python objects."""
+
+    def __init__(self, shard_index: int, shard_count: int, account_ids: np.ndarray,
+                 account_ledgers: np.ndarray, account_flags: np.ndarray,
+                 ledger_values: np.ndarray, window_epochs: int):
+        assert 0 <= shard_index < shard_count
+        assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
+        self.shard_index = shard_index
+        self.window_epochs = int(window_epochs)
+        self.keys = np.ascontiguousarray(account_ids).view(np.int64).copy()
+        self.ledger = np.ascontiguousarray(account_ledgers, np.uint32).copy()
+        self.flagged = (np.asarray(account_flags) & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
+        self.ledger_slot = np.searchsorted(ledger_values, self.ledger).astype(np.uint8)
+        self.index = build_account_index(self.keys, account_index_capacity(len(self.keys)))
+        self.balances = np.zeros((len(self.keys), 4), np.int64)
+        self.balances.fill(0)  # touch the pages now, not in the hot loop
+        self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
+        self.id_table = np.zeros((pow2_at_least(1024), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_used = 0
+        self.pending_table = np.zeros((pow2_at_least(1024), K.PENDING_TABLE_COLUMNS), np.int64)
+        self.pending_used = 0
+        self.heap_time = np.zeros(1024, np.int64)
+        self.heap_key = np.zeros(1024, np.int64)
+        self.heap_size = 0
+        self.epoch = None
+
+    def nbytes_per_account(self) -> float:
+        n = max(len(self.keys), 1)
+        account_arrays = (self.keys, self.ledger, self.flagged, self.ledger_slot, self.index, self.balances)
+        return sum(a.nbytes for a in account_arrays) / n
+
+    # --- call 1 ---------------------------------------------------------------------------
+    def begin_epoch(self, commit: CommitPayload | None, epoch: int, start_us: int,
+                    id_rows: np.ndarray, debit_keys: np.ndarray, credit_keys: np.ndarray) -> dict:
+        out = self.commit(commit) if commit is not None else {}
+        if out.get("overflow") is not None:
+            return out
+        self.epoch = np.int64(epoch)
+        self._reserve_id_table(len(id_rows))
+        expired, self.heap_size = K.expire_pending(
+            self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
+        id_status, added = K.check_ids(self.id_table, self.pending_table, id_rows, self.epoch, self.window_epochs)
+        self.id_used += added
+        debit_position = K.lookup_accounts(self.index, self.keys, debit_keys)
+        credit_position = K.lookup_accounts(self.index, self.keys, credit_keys)
+        out.update(
+            id_status=id_status,
+            debit_position=debit_position,
+            debit_ledger=self._ledger_of(debit_position),
+            debit_flagged=self._flagged_of(debit_position),
+            credit_position=credit_position,
+            credit_ledger=self._ledger_of(credit_position),
+            expired=expired,
+        )
+        return out
+
+    def _ledger_of(self, position: np.ndarray) -> np.ndarray:
+        found = position >= 0
+        out = np.zeros(len(position), np.int64)
+        out[found] = self.ledger[position[found]]
+        return out
+
+    def _flagged_of(self, position: np.ndarray) -> np.ndarray:
+        found = position >= 0
+        out = np.zeros(len(position), np.bool_)
+        out[found] = self.flagged[position[found]]
+        return out
+
+    # --- call 2 ---------------------------------------------------------------------------
+    def evaluate(self, expired_debit: np.ndarray, expired_credit: np.ndarray,
+                 pending_rows: np.ndarray, funds_rows: np.ndarray) -> dict:
+        """expired_*: [account key, amount]; pending_rows / funds_rows: see shard_kernels."""
+        K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
+                          expired_debit[:, 0], expired_debit[:, 1], K.DEBITS_PENDING)
+        K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
+                          expired_credit[:, 0], expired_credit[:, 1], K.CREDITS_PENDING)
+        pending_status, pending_amount = K.check_pending(
+            self.pending_table, pending_rows, self.epoch, self.window_epochs)
+        funds_status = K.check_funds(self.balances, funds_rows)
+        return {"pending_status": pending_status, "pending_amount": pending_amount,
+                "funds_status": funds_status}
+
+    # --- commit ---------------------------------------------------------------------------
+    def commit(self, commit: CommitPayload) -> dict:
+        """Apply an epoch's committed effects; report overflow, overdraft and ledger sums.
+
+        commit.epoch and every epoch passed here are int64 bit patterns of the uint64 epoch.
+        """
+        overflow = None
+        overdrawn = None
+        for side, rows, pending_col, posted_col in (
+            ("debit", commit.debit_rows, K.DEBITS_PENDING, K.DEBITS_POSTED),
+            ("credit", commit.credit_rows, K.CREDITS_PENDING, K.CREDITS_POSTED),
+        ):
+            at, column, overdrawn_at = K.apply_side(
+                self.balances, self.ledger_slot, self.flagged, self.sums, rows,
+                pending_col, posted_col, side == "debit")
+            if at >= 0 and (overflow is None or rows[at, 3] < overflow[0]):
+                overflow = (int(rows[at, 3]), side, int(column), int(self.keys[rows[at, 0]]))
+            if side == "debit" and overdrawn_at >= 0:
+                overdrawn = int(self.keys[overdrawn_at])
+        if overflow is not None:
+            return {"overflow": overflow}
+        self._reserve_pending_table(len(commit.pending_rows), np.int64(commit.epoch))
+        K.resolve_pending(self.pending_table, commit.resolve_rows, np.int64(commit.epoch))
+        added, self.heap_size = K.create_pending(
+            self.pending_table, self.heap_time, self.heap_key, self.heap_size, commit.pending_rows)
+        self.pending_used += added
+        K.normalise_sums(self.sums)
+        return {"overflow": None, "sums": self.sums.copy(), "overdrawn": overdrawn}
+
+    def finish(self, commit: CommitPayload | None) -> dict:
+        return self.commit(commit) if commit is not None else {"overflow": None, "sums": self.sums.copy(), "overdrawn": None}
+
+    def final_state(self) -> dict:
+        return {"keys": self.keys, "balances": self.balances, "sums": self.sums.copy(),
+                "bytes_per_account": self.nbytes_per_account()}
+
+    # --- table upkeep ---------------------------------------------------------------------
+    def _reserve_id_table(self, incoming: int) -> None:
+        if 2 * (self.id_used + incoming) <= len(self.id_table):
+            return
+        self.id_table, live = K.rebuild_id_table(self.id_table, len(self.id_table), self.epoch, self.window_epochs)
+        capacity = pow2_at_least(4 * (live + incoming))
+        if capacity != len(self.id_table):
+            self.id_table, live = K.rebuild_id_table(self.id_table, capacity, self.epoch, self.window_epochs)
+        self.id_used = live
+
+    def _reserve_pending_table(self, incoming: int, epoch: np.int64) -> None:
+        if self.heap_size + incoming > len(self.heap_time):
+            if self.heap_size > 2 * self.pending_used + 1024:
+                self.heap_size = K.compact_heap(self.pending_table, self.heap_time, self.heap_key, self.heap_size)
+            capacity = pow2_at_least(2 * (self.heap_size + incoming))
+            self.heap_time = np.resize(self.heap_time, capacity)
+            self.heap_key = np.resize(self.heap_key, capacity)
+        if 2 * (self.pending_used + incoming) <= len(self.pending_table):
+            return
+        table, live = K.rebuild_pending_table(self.pending_table, len(self.pending_table), epoch, self.window_epochs)
+        capacity = pow2_at_least(4 * (live + incoming))
+        if capacity != len(table):
+            table, live = K.rebuild_pending_table(table, capacity, epoch, self.window_epochs)
+        self.pending_table, self.pending_used = table, live
