@@ -12,10 +12,12 @@ import os
 import numpy as np
 import ray
 
+from actors.transport import Arena, ArenaReader, arenas_available
 from sim.columns import Accounts
 from sim.engine import check_shard_count
 from sim.hashtable import shard_of
 from sim.routing import as_bits
+from sim.warmup import warm_up
 
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
 SHARD_CPUS = 1
@@ -50,12 +52,18 @@ def stop_ray() -> None:
 
 
 class RayHosts:
-    """One ShardActor per shard; calls submitted to all shards at once, collected together."""
+    """One ShardActor per shard; calls submitted to all shards at once, collected together.
 
-    def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int):
+    Bulk arrays go through shared-memory arenas for actors on the driver's node
+    (actors.transport), through the object store otherwise.
+    """
+
+    def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
+                 expected_live_ids: int = 0, use_arenas: bool = True):
         from actors.shard_actor import ShardActor
 
         check_shard_count(shard_count)
+        warm_up()  # compile once here, so the actors load the kernels from numba's cache
         self.shard_count = shard_count
         ledger_values = np.unique(accounts.ledger)
         shard = shard_of(as_bits(accounts.id), shard_count)
@@ -65,18 +73,38 @@ class RayHosts:
             mine = shard == s
             self.actors.append(ShardActor.options(num_cpus=cpus).remote(
                 s, shard_count, accounts.id[mine], accounts.ledger[mine], accounts.flags[mine],
-                ledger_values, window_epochs))
-        ray.get([a.ready.remote() for a in self.actors])
+                ledger_values, window_epochs, expected_live_ids))
+        info = ray.get([a.ready.remote() for a in self.actors])
+        here = ray.get_runtime_context().get_node_id()
+        local = all(i["node"] == here for i in info)
+        self.transport = "arena" if use_arenas and local and arenas_available() else "object_store"
+        self.writers = [Arena(f"s{s}-in") for s in range(shard_count)]
+        self.readers = [ArenaReader() for _ in range(shard_count)]
 
     def submit(self, method: str, args_per_shard: list[tuple]) -> list:
-        return [getattr(actor, method).remote(*args) for actor, args in zip(self.actors, args_per_shard)]
+        if self.transport == "object_store":
+            return [a.call.remote(method, *args) for a, args in zip(self.actors, args_per_shard)]
+        handles = []
+        for actor, writer, args in zip(self.actors, self.writers, args_per_shard):
+            path, encoded = writer.write(tuple(args))
+            handles.append(actor.call_arena.remote(method, path, encoded))
+        return handles
 
     def collect(self, handle: list) -> list:
-        return ray.get(handle)
+        results = ray.get(handle)
+        if self.transport == "object_store":
+            return results
+        return [reader.read(path, encoded, copy=True) for reader, (path, encoded) in zip(self.readers, results)]
 
     def close(self) -> None:
+        if self.actors:
+            ray.get([a.close.remote() for a in self.actors])
         for actor in self.actors:
             ray.kill(actor)
+        for arena in self.writers:
+            arena.close()
+        for reader in self.readers:
+            reader.close()
         self.actors = []
 
 

@@ -1,33 +1,61 @@
 """The Ray actor that hosts one shard's state (sim.shard_state.ShardState) and its kernels.
 
-It holds no logic of its own: every method forwards to the shard state, so the in-process
-engine and the Ray engine run the same code. One synchronous actor per shard and a single
-submitter keep each shard's calls in order.
+It holds no ledger logic of its own: every call forwards to the shard state, so the
+in-process engine and the Ray engine run the same code. One synchronous actor per shard and a
+single submitter keep each shard's calls in order. ``call_arena`` is the same call with its
+bulk arrays passed through shared-memory arenas (actors.transport) instead of the object
+store, for actors on the driver's node.
 """
 
 from __future__ import annotations
 
+import collections
+import time
+
 import ray
 
+from actors.transport import Arena, ArenaReader
 from sim.shard_state import ShardState
+from sim.warmup import warm_up
+
+SHARD_METHODS = frozenset({"begin_epoch", "evaluate", "finish", "final_state"})
 
 
 @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
 class ShardActor:
     def __init__(self, *args):
+        warm_up()
         self.state = ShardState(*args)
+        self.reader = ArenaReader()
+        self.writer = Arena(f"s{self.state.shard_index}-out")
+        self.seconds = collections.defaultdict(float)
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> dict:
+        return {"pid": __import__("os").getpid(), "node": ray.get_runtime_context().get_node_id()}
 
-    def begin_epoch(self, *args):
-        return self.state.begin_epoch(*args)
+    def call(self, method: str, *args):
+        assert method in SHARD_METHODS, method
+        return getattr(self.state, method)(*args)
 
-    def evaluate(self, *args):
-        return self.state.evaluate(*args)
+    def call_arena(self, method: str, path: str, encoded_args: tuple):
+        assert method in SHARD_METHODS, method
+        t0 = time.perf_counter()
+        args = self.reader.read(path, encoded_args, copy=False)
+        t1 = time.perf_counter()
+        result = getattr(self.state, method)(*args)
+        del args
+        t2 = time.perf_counter()
+        out = self.writer.write(result)
+        t3 = time.perf_counter()
+        self.seconds["decode"] += t1 - t0
+        self.seconds[method] += t2 - t1
+        self.seconds["encode"] += t3 - t2
+        return out
 
-    def finish(self, *args):
-        return self.state.finish(*args)
+    def timings(self) -> dict:
+        """Seconds spent per phase since start: decode, each method, encode."""
+        return dict(self.seconds)
 
-    def final_state(self):
-        return self.state.final_state()
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()

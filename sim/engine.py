@@ -54,8 +54,8 @@ from sim.rowchecks import (
     resolve_chains,
     row_kinds_and_local_status,
 )
-from sim.shard_kernels import DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
-from sim.shard_state import CommitPayload, ShardState
+from sim.shard_kernels import ACCOUNT_INFO_FLAGGED, DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
+from sim.shard_state import CommitPayload, ShardState, expected_live_ids_per_shard
 
 EMPTY_2 = np.zeros((0, 2), np.int64)
 SIDE_ORDER = {"debit": 0, "credit": 1}
@@ -78,6 +78,7 @@ class EpochPlan:
     start_us: int
     kind: np.ndarray
     local: np.ndarray
+    ledger_info: np.ndarray
     chain_end: np.ndarray
     is_open: np.ndarray
     by_id: Routed
@@ -138,7 +139,8 @@ class Engine:
                                rows.flags, as_bits(rows.pending_id), rows.timeout_s)
         return EpochPlan(
             rows=rows, row_offset=row_offset, epoch=int(rows.epoch[0]), start_us=int(rows.sim_time_us[0]),
-            kind=kind, local=local, chain_end=chain_end, is_open=is_open,
+            kind=kind, local=local, ledger_info=self._ledger_info(rows.ledger),
+            chain_end=chain_end, is_open=is_open,
             by_id=by_id, by_debit=by_debit, by_credit=by_credit,
             debit_shard=debit_shard, credit_shard=credit_shard,
             id_blocks=by_id.split(id_rows),
@@ -146,37 +148,53 @@ class Engine:
             credit_blocks=by_credit.split(credit[by_credit.order]),
         )
 
+    def _ledger_info(self, ledger: np.ndarray) -> np.ndarray:
+        """(slot + 1) of each row's ledger among the accounts' ledgers, 0 when none has it."""
+        if len(self.ledger_values) == 0:
+            return np.zeros(len(ledger), np.uint16)
+        slot = np.searchsorted(self.ledger_values, ledger)
+        slot_in = np.minimum(slot, len(self.ledger_values) - 1)
+        known = self.ledger_values[slot_in] == ledger
+        return np.where(known, slot_in + 1, 0).astype(np.uint16)
+
     # --- the epoch loop -------------------------------------------------------------------
     def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None) -> EngineResult:
-        """Run every epoch (each a Transfers of one epoch's rows, in order) and finish."""
+        """Run every epoch (each a Transfers of one epoch's rows, in order) and finish.
+
+        The driver plans epoch e+1 while the shards evaluate epoch e.
+        """
         metrics = EngineMetrics()
         statuses: list[np.ndarray] = []
-        self._sums = None
+        source = _nonempty(epochs)
+        rows = next(source, None)
+        plan = self.plan(rows, 0) if rows is not None else None
         pending_commit: tuple | None = None  # (plan, commit payloads, submit time)
-        row_offset = 0
-        started = None
-        for rows in _nonempty(epochs):
-            plan = self.plan(rows, row_offset)
-            if started is None:
-                started = time.perf_counter()
+        started = time.perf_counter()
+        while plan is not None:
             submitted = time.perf_counter()
-            status, commit = self._run_epoch(plan, pending_commit, metrics)
+            after = plan.row_offset + len(plan.rows)
+
+            def plan_next(after=after):
+                upcoming = next(source, None)
+                return self.plan(upcoming, after) if upcoming is not None else None
+
+            status, commit, next_plan = self._run_epoch(plan, pending_commit, metrics, plan_next)
             statuses.append(status)
             pending_commit = (plan, commit, submitted)
-            row_offset += len(rows)
-            metrics.rows += len(rows)
+            metrics.rows += len(plan.rows)
             metrics.epochs += 1
             if on_epoch is not None:
                 on_epoch(metrics.epochs, metrics.rows)
+            plan = next_plan
         if pending_commit is not None:
-            plan, commit, submitted = pending_commit
+            last_plan, commit, submitted = pending_commit
             results = self.hosts.collect(self.hosts.submit("finish", [(c,) for c in commit]))
-            self._after_commit(plan, results, metrics, submitted)
-        metrics.engine_seconds = time.perf_counter() - started if started is not None else 0.0
+            self._after_commit(last_plan, results, metrics, submitted)
+        metrics.engine_seconds = time.perf_counter() - started
         status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
         return self._final(status, metrics)
 
-    def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics):
+    def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics, plan_next):
         k = self.shard_count
         commits = pending_commit[1] if pending_commit else [None] * k
         epoch = epoch_bits(plan.epoch)
@@ -188,7 +206,9 @@ class Engine:
             self._after_commit(pending_commit[0], first, metrics, pending_commit[2])
         pre, lookups = self._pre_status(plan, first)
         second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
-        second = self.hosts.collect(self.hosts.submit("evaluate", second_args))
+        handle = self.hosts.submit("evaluate", second_args)
+        next_plan = plan_next()  # overlaps with the shards' evaluation
+        second = self.hosts.collect(handle)
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
         pending_route.scatter([r["pending_status"] for r in second], status)
@@ -196,21 +216,18 @@ class Engine:
         funds_route.scatter([r["funds_status"] for r in second], status)
         status, committed = resolve_chains(status, plan.chain_end, plan.is_open)
         metrics.committed += int(committed.sum())
-        return status, self._commit_payloads(plan, committed, pending_amount, lookups)
+        return status, self._commit_payloads(plan, committed, pending_amount, lookups), next_plan
 
     def _pre_status(self, plan: EpochPlan, first: list) -> tuple[np.ndarray, dict]:
         n = len(plan.rows)
         id_status = plan.by_id.scatter([r["id_status"] for r in first], np.zeros(n, np.uint8))
-        lookups = {
-            "debit_position": plan.by_debit.scatter([r["debit_position"] for r in first], np.empty(n, np.int64)),
-            "debit_ledger": plan.by_debit.scatter([r["debit_ledger"] for r in first], np.empty(n, np.int64)),
-            "debit_flagged": plan.by_debit.scatter([r["debit_flagged"] for r in first], np.empty(n, np.bool_)),
-            "credit_position": plan.by_credit.scatter([r["credit_position"] for r in first], np.empty(n, np.int64)),
-            "credit_ledger": plan.by_credit.scatter([r["credit_ledger"] for r in first], np.empty(n, np.int64)),
-        }
-        pre = combine_pre_status(
-            as_bits(plan.rows.id), id_status, plan.local, lookups["debit_position"], lookups["credit_position"],
-            plan.rows.ledger.astype(np.int64), lookups["debit_ledger"], lookups["credit_ledger"], plan.is_open)
+        lookups = {}
+        for side, route in (("debit", plan.by_debit), ("credit", plan.by_credit)):
+            for what, dtype in (("position", np.int32), ("info", np.uint16)):
+                name = f"{side}_{what}"
+                lookups[name] = route.scatter([r[name] for r in first], np.empty(n, dtype))
+        pre = combine_pre_status(as_bits(plan.rows.id), id_status, plan.local, lookups["debit_info"],
+                                 lookups["credit_info"], plan.ledger_info, plan.is_open)
         return pre, lookups
 
     def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict, first: list):
@@ -218,7 +235,8 @@ class Engine:
         rows = plan.rows
         passing = pre == OK
         resolving = passing & ((plan.kind == KIND_POST) | (plan.kind == KIND_VOID))
-        funding = passing & ((plan.kind == KIND_PLAIN) | (plan.kind == KIND_PENDING)) & lookups["debit_flagged"]
+        debit_flagged = (lookups["debit_info"] & ACCOUNT_INFO_FLAGGED) != 0
+        funding = passing & ((plan.kind == KIND_PLAIN) | (plan.kind == KIND_PENDING)) & debit_flagged
         pending_route = Routed.by_key(as_bits(rows.pending_id), k, mask=resolving)
         pending_rows = pack_pending_checks(
             pending_route.order, as_bits(rows.pending_id), as_bits(rows.debit_account),
@@ -226,7 +244,7 @@ class Engine:
         funds_shard = np.where(funding, plan.debit_shard, -1)
         funds_route = Routed.by_shard(funds_shard, k)
         fo = funds_route.order
-        funds_rows = np.stack([lookups["debit_position"][fo], rows.amount[fo]], axis=1)
+        funds_rows = np.stack([lookups["debit_position"][fo].astype(np.int64), rows.amount[fo]], axis=1)
         expired = np.concatenate([r["expired"] for r in first]) if first else np.zeros((0, 3), np.int64)
         exp_debit = Routed.by_key(expired[:, 0], k)
         exp_credit = Routed.by_key(expired[:, 1], k)
@@ -331,7 +349,8 @@ def split_epochs(transfers: Transfers) -> Iterator[Transfers]:
 
 
 def local_hosts(accounts: Accounts, shard_count: int,
-                window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS) -> LocalHosts:
+                window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS, expected_live_ids: int = 0) -> LocalHosts:
+    """expected_live_ids: per shard (see expected_live_ids_per_shard); sizes the id table."""
     check_shard_count(shard_count)
     ledger_values = np.unique(accounts.ledger)
     shard = shard_of(as_bits(accounts.id), shard_count)
@@ -339,7 +358,7 @@ def local_hosts(accounts: Accounts, shard_count: int,
     for s in range(shard_count):
         mine = shard == s
         states.append(ShardState(s, shard_count, accounts.id[mine], accounts.ledger[mine],
-                                 accounts.flags[mine], ledger_values, window_epochs))
+                                 accounts.flags[mine], ledger_values, window_epochs, expected_live_ids))
     return LocalHosts(states)
 
 
@@ -351,5 +370,11 @@ def check_shard_count(shard_count: int) -> None:
 def run_local(accounts: Accounts, transfers: Transfers, shard_count: int = 1,
               window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS) -> EngineResult:
     """The engine with every shard in this process (no Ray): tests and the one-core baseline."""
-    hosts = local_hosts(accounts, shard_count, window_epochs)
+    hosts = local_hosts(accounts, shard_count, window_epochs, live_ids_hint(transfers, window_epochs, shard_count))
     return Engine(accounts, hosts, window_epochs).run(split_epochs(transfers))
+
+
+def live_ids_hint(transfers: Transfers, window_epochs: int, shard_count: int) -> int:
+    bounds = transfers.epoch_bounds()
+    widest = max((stop - start for start, stop in bounds), default=0)
+    return expected_live_ids_per_shard(len(transfers), widest, window_epochs, shard_count)

@@ -52,21 +52,25 @@ def as_bits(column: np.ndarray) -> np.ndarray:
     return column.view(np.int64) if column.dtype == np.uint64 else column
 
 
+@numba.njit(inline="always", cache=True)
+def _put_fields(out, j, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
+    """The six field columns of sim.shard_kernels (FIELD_*) from out[j, 0] on."""
+    out[j, 0] = debit[i]
+    out[j, 1] = credit[i]
+    out[j, 2] = amount[i]
+    out[j, 3] = pending_id[i]
+    out[j, 4] = np.int64(ledger[i]) | (np.int64(code[i]) << 32) | (np.int64(flags[i]) << 48)
+    out[j, 5] = timeout_s[i]
+
+
 @numba.njit(cache=True)
 def pack_id_rows(order, ids, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
-    """[key, debit, credit, amount, ledger, code, flags, pending_id, timeout] per routed row."""
-    out = np.empty((len(order), 9), np.int64)
+    """[key, 6 field columns] per routed row."""
+    out = np.empty((len(order), 7), np.int64)
     for j in range(len(order)):
         i = order[j]
         out[j, 0] = ids[i]
-        out[j, 1] = debit[i]
-        out[j, 2] = credit[i]
-        out[j, 3] = amount[i]
-        out[j, 4] = ledger[i]
-        out[j, 5] = code[i]
-        out[j, 6] = flags[i]
-        out[j, 7] = pending_id[i]
-        out[j, 8] = timeout_s[i]
+        _put_fields(out[j:j + 1, 1:], 0, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
     return out
 
 
@@ -123,18 +127,11 @@ def pack_side(order, position, posted, pending, row_offset):
 @numba.njit(cache=True)
 def pack_pending_creations(order, ids, sim_time_us, debit, credit, amount, ledger, code, flags,
                            pending_id, timeout_s):
-    """[key, sim_time_us, 8 fields] per routed committed PENDING row."""
-    out = np.empty((len(order), 10), np.int64)
+    """[key, sim_time_us, 6 field columns] per routed committed PENDING row."""
+    out = np.empty((len(order), 8), np.int64)
     for j in range(len(order)):
         i = order[j]
         out[j, 0] = ids[i]
         out[j, 1] = sim_time_us[i]
-        out[j, 2] = debit[i]
-        out[j, 3] = credit[i]
-        out[j, 4] = amount[i]
-        out[j, 5] = ledger[i]
-        out[j, 6] = code[i]
-        out[j, 7] = flags[i]
-        out[j, 8] = pending_id[i]
-        out[j, 9] = timeout_s[i]
+        _put_fields(out[j:j + 1, 2:], 0, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
     return out

@@ -111,10 +111,16 @@ def chain_bounds(flags):
     return chain_end, is_open
 
 
+ACCOUNT_INFO_LEDGER_MASK = 0xFF
+
+
 @numba.njit(cache=True)
-def combine_pre_status(ids, id_status, local, debit_index, credit_index,
-                       ledger, debit_ledger, credit_ledger, is_open):
-    """Status after checks 3..14 (0 = still passing); open-chain members get chain_open."""
+def combine_pre_status(ids, id_status, local, debit_info, credit_info, ledger_info, is_open):
+    """Status after checks 3..14 (0 = still passing); open-chain members get chain_open.
+
+    *_info: account info from the shards ((ledger slot + 1) | flagged << 8; 0 = absent);
+    ledger_info: the row's ledger as (slot + 1), 0 when no account has that ledger.
+    """
     n = len(ids)
     out = np.empty(n, np.uint8)
     for i in range(n):
@@ -126,11 +132,12 @@ def combine_pre_status(ids, id_status, local, debit_index, credit_index,
             s = id_status[i]
         elif local[i] != 0:
             s = local[i]
-        elif debit_index[i] < 0:
+        elif debit_info[i] == 0:
             s = DEBIT_ACCOUNT_NOT_FOUND
-        elif credit_index[i] < 0:
+        elif credit_info[i] == 0:
             s = CREDIT_ACCOUNT_NOT_FOUND
-        elif ledger[i] != debit_ledger[i] or ledger[i] != credit_ledger[i]:
+        elif (ledger_info[i] != (debit_info[i] & ACCOUNT_INFO_LEDGER_MASK)
+              or ledger_info[i] != (credit_info[i] & ACCOUNT_INFO_LEDGER_MASK)):
             s = LEDGER_MISMATCH
         else:
             s = OK

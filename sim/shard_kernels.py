@@ -38,25 +38,26 @@ from sim.hashtable import account_position, find_slot, mix64
 # Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
 DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
 
-# Transfer fields compared for idempotency, in this order, in id rows and both tables.
-FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_LEDGER = 0, 1, 2, 3
-FIELD_CODE, FIELD_FLAGS, FIELD_PENDING_ID, FIELD_TIMEOUT = 4, 5, 6, 7
-FIELD_COUNT = 8
+# The eight transfer fields compared for idempotency, as six int64 columns, in this order, in
+# id rows and both tables; ledger (32 bits), code (16) and flags (16) share one column.
+FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_PENDING_ID, FIELD_LEDGER_CODE_FLAGS, FIELD_TIMEOUT = range(6)
+FIELD_COUNT = 6
+LEDGER_MASK = 0xFFFFFFFF
 
-# id rows sent to a shard: [key, 8 fields]
+# id rows sent to a shard: [key, 6 fields]
 ID_ROW_COLUMNS = 1 + FIELD_COUNT
-# id table: [key, epoch_first, 8 fields]
+# id table: [key, epoch_first, 6 fields]: 64 bytes, one cache line
 ID_KEY, ID_EPOCH = 0, 1
 ID_FIELDS = 2
 ID_TABLE_COLUMNS = ID_FIELDS + FIELD_COUNT
-# pending table: [key, state, resolved_epoch, mark_epoch, mark, sim_time_us, 8 fields]
+# pending table: [key, state, resolved_epoch, mark_epoch, mark, sim_time_us, 6 fields]
 P_KEY, P_STATE, P_RESOLVED_EPOCH, P_MARK_EPOCH, P_MARK, P_SIM_TIME = 0, 1, 2, 3, 4, 5
 P_FIELDS = 6
 PENDING_TABLE_COLUMNS = P_FIELDS + FIELD_COUNT
 # pending-check rows: [pending_id, debit, credit, ledger, amount, is_post]
 # funds rows: [account position, amount]
 # commit side rows: [account position, posted delta, pending delta, global row]
-# pending creations: [key, sim_time_us, 8 fields]; resolutions: [key, new state]
+# pending creations: [key, sim_time_us, 6 fields]; resolutions: [key, new state]
 
 MARK_NONE, MARK_POST, MARK_VOID = 0, 1, 2
 
@@ -167,7 +168,7 @@ def _pending_status(table, slot, key, rows, i, epoch_now, window):
         return PENDING_TRANSFER_NOT_FOUND
     if (rows[i, 1] != table[slot, P_FIELDS + FIELD_DEBIT]
             or rows[i, 2] != table[slot, P_FIELDS + FIELD_CREDIT]
-            or rows[i, 3] != table[slot, P_FIELDS + FIELD_LEDGER]):
+            or rows[i, 3] != (table[slot, P_FIELDS + FIELD_LEDGER_CODE_FLAGS] & LEDGER_MASK)):
         return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
     mark = table[slot, P_MARK] if table[slot, P_MARK_EPOCH] == epoch_now else MARK_NONE
     if state == PENDING_STATE_POSTED or mark == MARK_POST:
@@ -254,13 +255,21 @@ def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, poste
     return np.int64(-1), np.int64(-1), overdrawn
 
 
+ACCOUNT_INFO_ABSENT = 0
+ACCOUNT_INFO_FLAGGED = 1 << 8  # info = (ledger slot + 1) | flagged bit; 0 when absent
+
+
 @numba.njit(cache=True)
-def lookup_accounts(index, keys, wanted):
-    """Position of each wanted account key in this shard, -1 when absent."""
-    out = np.empty(len(wanted), np.int64)
+def lookup_accounts(index, keys, ledger_slot, flagged, wanted):
+    """(position int32, info uint16) of each wanted account key; position -1 when absent."""
+    position = np.empty(len(wanted), np.int32)
+    info = np.zeros(len(wanted), np.uint16)
     for i in range(len(wanted)):
-        out[i] = account_position(index, keys, wanted[i])
-    return out
+        p = account_position(index, keys, wanted[i])
+        position[i] = p
+        if p >= 0:
+            info[i] = (np.uint16(ledger_slot[p]) + 1) | (ACCOUNT_INFO_FLAGGED if flagged[p] else 0)
+    return position, info
 
 
 @numba.njit(cache=True)

@@ -39,13 +39,29 @@ class CommitPayload:
     resolve_rows: np.ndarray  # [key, new state]
 
 
+ID_TABLE_SLOTS_PER_LIVE_ID = 3  # load <= 1/2 with room for stale ids between sweeps
+
+
+def id_table_capacity(expected_live_ids: int) -> int:
+    """Slots for a shard expecting this many ids inside the idempotency window at once."""
+    return pow2_at_least(max(1024, ID_TABLE_SLOTS_PER_LIVE_ID * int(expected_live_ids)))
+
+
+def expected_live_ids_per_shard(rows_total: int, rows_per_epoch_max: int, window_epochs: int,
+                                shard_count: int) -> int:
+    """Ids a shard holds at most: the window's rows (or all rows), its share plus 10%."""
+    live = min(rows_total, (window_epochs + 1) * rows_per_epoch_max)
+    return int(live / shard_count * 1.1) + 16
+
+
 class ShardState:
     """Arrays and kernels of one shard. No per-account Python objects."""
 
     def __init__(self, shard_index: int, shard_count: int, account_ids: np.ndarray,
                  account_ledgers: np.ndarray, account_flags: np.ndarray,
-                 ledger_values: np.ndarray, window_epochs: int):
+                 ledger_values: np.ndarray, window_epochs: int, expected_live_ids: int = 0):
         assert 0 <= shard_index < shard_count
+        assert len(account_ids) < 2**31, "a shard holds at most 2**31-1 accounts (int32 positions)"
         assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
         self.shard_index = shard_index
         self.window_epochs = int(window_epochs)
@@ -57,7 +73,8 @@ class ShardState:
         self.balances = np.zeros((len(self.keys), 4), np.int64)
         self.balances.fill(0)  # touch the pages now, not in the hot loop
         self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
-        self.id_table = np.zeros((pow2_at_least(1024), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table = np.zeros((id_table_capacity(expected_live_ids), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
         self.pending_table = np.zeros((pow2_at_least(1024), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_used = 0
@@ -83,29 +100,12 @@ class ShardState:
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
         id_status, added = K.check_ids(self.id_table, self.pending_table, id_rows, self.epoch, self.window_epochs)
         self.id_used += added
-        debit_position = K.lookup_accounts(self.index, self.keys, debit_keys)
-        credit_position = K.lookup_accounts(self.index, self.keys, credit_keys)
-        out.update(
-            id_status=id_status,
-            debit_position=debit_position,
-            debit_ledger=self._ledger_of(debit_position),
-            debit_flagged=self._flagged_of(debit_position),
-            credit_position=credit_position,
-            credit_ledger=self._ledger_of(credit_position),
-            expired=expired,
-        )
-        return out
-
-    def _ledger_of(self, position: np.ndarray) -> np.ndarray:
-        found = position >= 0
-        out = np.zeros(len(position), np.int64)
-        out[found] = self.ledger[position[found]]
-        return out
-
-    def _flagged_of(self, position: np.ndarray) -> np.ndarray:
-        found = position >= 0
-        out = np.zeros(len(position), np.bool_)
-        out[found] = self.flagged[position[found]]
+        debit_position, debit_info = K.lookup_accounts(
+            self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
+        credit_position, credit_info = K.lookup_accounts(
+            self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        out.update(id_status=id_status, debit_position=debit_position, debit_info=debit_info,
+                   credit_position=credit_position, credit_info=credit_info, expired=expired)
         return out
 
     # --- call 2 ---------------------------------------------------------------------------

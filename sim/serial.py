@@ -1,0 +1,722 @@
+"""A fast single-process ledger: the reference ledger's rules as a few numba kernels.
+
+`run_serial` gives the same statuses, balances and overflow errors as
+`sim.reference.run_reference` (the truth; its docstrings record the decisions taken on spec
+gaps), in epoch mode and in strict serial mode (LEDGER_SPEC.md "Strict serial order": each
+chain commits at its own end). It serves to measure the strict serial divergence of big runs
+and as a one-core baseline for the sharded engine.
+
+How it is laid out:
+- a prepass maps the sparse uint64 account ids to dense positions (an open-addressing table)
+  and runs the checks that depend on the row alone (6..14) for every row at once;
+- one kernel then walks the epochs: expiry at the epoch's start (a binary heap), evaluation of
+  every row in file order, commit at each chain's end (strict) or at the epoch's end;
+- state lives in preallocated row-major int64 tables: one row per account (four balance fields
+  plus the reservation of the current epoch or chain), and two tables keyed by transfer id
+  (column 0, 0 = empty): the first row of each id within the idempotency window, and each
+  committed PENDING transfer still pending or resolved within the window. Records point at
+  their row of the workload for every field the rules read. The tables are rebuilt, dropping
+  records past the windows, before an epoch could fill them past half.
+
+Tentative effects are tagged with a stamp (one per epoch, or one per chain in strict mode): a
+reservation or a post/void mark counts only while its stamp is the current one, so nothing
+needs clearing between epochs or chains. Epochs are uint64 bit patterns held in int64; their
+differences are compared as unsigned.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba
+import numpy as np
+
+from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
+from sim.constants import (
+    ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
+    ACCOUNTS_MUST_BE_DIFFERENT,
+    AMOUNT_MAX,
+    CREDIT_ACCOUNT_NOT_FOUND,
+    DEBIT_ACCOUNT_NOT_FOUND,
+    EXCEEDS_CREDITS,
+    EXCEEDS_PENDING_AMOUNT,
+    EXISTS,
+    EXISTS_WITH_DIFFERENT_FIELDS,
+    FLAG_LINKED,
+    FLAG_PENDING,
+    FLAG_POST_PENDING_TRANSFER,
+    FLAG_VOID_PENDING_TRANSFER,
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE,
+    ID_MUST_NOT_BE_ZERO,
+    IDEMPOTENCY_WINDOW_EPOCHS,
+    INT64_MAX,
+    INVALID_AMOUNT,
+    LEDGER_MISMATCH,
+    LINKED_EVENT_CHAIN_OPEN,
+    LINKED_EVENT_FAILED,
+    MICROSECONDS_PER_SECOND,
+    OK,
+    PENDING_ID_MUST_BE_ZERO,
+    PENDING_ID_MUST_NOT_BE_ZERO,
+    PENDING_STATE_EXPIRED,
+    PENDING_STATE_PENDING,
+    PENDING_STATE_POSTED,
+    PENDING_STATE_VOIDED,
+    PENDING_TRANSFER_ALREADY_POSTED,
+    PENDING_TRANSFER_ALREADY_VOIDED,
+    PENDING_TRANSFER_EXPIRED,
+    PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
+    PENDING_TRANSFER_NOT_FOUND,
+    STATUS_DTYPE,
+    TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
+    TRANSFER_FLAGS_KNOWN,
+)
+from sim.errors import BalanceOverflowError
+from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, pow2_at_least
+from sim.reference import ReferenceResult
+
+UINT64_MAX = 2**64 - 1
+ACCOUNT_COUNT_MAX = 2**31 - 1  # dense positions are int32
+
+# What a row does once its flags passed check 6.
+KIND_PLAIN, KIND_PENDING, KIND_POST, KIND_VOID = 0, 1, 2, 3
+_FLAGS_UNKNOWN = 0xFFFF & ~TRANSFER_FLAGS_KNOWN
+
+# Account table [accounts, 8]: the four balance fields in BALANCE_FIELDS order, then the
+# reservation, the stamp it belongs to, and the DEBITS_MUST_NOT_EXCEED_CREDITS flag.
+A_DEBITS_PENDING, A_DEBITS_POSTED, A_CREDITS_PENDING, A_CREDITS_POSTED = 0, 1, 2, 3
+A_RESERVED, A_RESERVED_STAMP, A_GUARDED = 4, 5, 6
+ACCOUNT_COLUMNS = 8  # one 64-byte line per account
+
+# Account index [capacity, 2]: account id, dense position.
+X_KEY, X_POSITION = 0, 1
+# Id table [capacity, 4]: transfer id, epoch first seen, row of the first row (its fields).
+I_KEY, I_EPOCH, I_ROW = 0, 1, 2
+ID_COLUMNS = 4
+# Pending table [capacity, 8]: transfer id, state, epoch it was resolved, row that created it,
+# sequence number (matches its heap entry), stamp and value of a tentative post/void mark.
+P_KEY, P_STATE, P_RESOLVED_EPOCH, P_ROW, P_SEQUENCE, P_MARK_STAMP, P_MARK = 0, 1, 2, 3, 4, 5, 6
+PENDING_COLUMNS = 8
+# Expiry heap [capacity, 3], ordered by (expires_at_us, sequence).
+H_EXPIRES_AT_US, H_SEQUENCE, H_KEY = 0, 1, 2
+HEAP_COLUMNS = 3
+# Counters of one run (an int64 array the kernels share).
+C_IDS_USED, C_PENDING_USED, C_HEAP_SIZE, C_SEQUENCE, C_STAMP = 0, 1, 2, 3, 4
+COUNTER_COUNT = 5
+# Overflow report [3]: global row (-1 when none), account position, balance column.
+E_ROW, E_ACCOUNT, E_FIELD = 0, 1, 2
+
+# The workload as the kernels read it: uint64 columns viewed as int64, plus the prepass.
+Rows = namedtuple(
+    "Rows",
+    "id epoch sim_time_us debit credit amount ledger code flags pending_id timeout_s"
+    " debit_position credit_position static_status",
+)
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+
+def run_serial(
+    accounts: Accounts,
+    transfers: Transfers,
+    *,
+    strict_serial: bool = True,
+    window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS,
+) -> ReferenceResult:
+    """Run a whole workload through one process; statuses and balances as run_reference's.
+
+    Raises BalanceOverflowError with the reference's (epoch, row, account, field) when a
+    balance field would pass 2**63-1, and ValueError for what the reference refuses: a
+    negative window, a zero or repeated account id, or epochs that go down.
+    """
+    if window_epochs < 0:
+        raise ValueError(f"window_epochs(={window_epochs}) must be >= 0.")
+    if len(accounts) > ACCOUNT_COUNT_MAX:
+        raise ValueError(f"account count(={len(accounts)}) must be <= {ACCOUNT_COUNT_MAX}.")
+    index = _account_index(accounts)
+    rows = _rows_of(transfers, index, accounts)
+    starts = _epoch_starts(transfers)
+    table = np.zeros((len(accounts), ACCOUNT_COLUMNS), np.int64)
+    table[:, A_GUARDED] = accounts.flags & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+    status = np.zeros(len(transfers), STATUS_DTYPE)
+    error = np.full(3, -1, np.int64)
+    window = np.uint64(min(int(window_epochs), UINT64_MAX))
+    _run(rows, starts, table, status, error, bool(strict_serial), window)
+    if error[E_ROW] >= 0:
+        row, position, column = (int(v) for v in error)
+        raise BalanceOverflowError(int(transfers.epoch[row]), row, int(transfers.id[row]),
+                                   int(accounts.id[position]), BALANCE_FIELDS[column])
+    balances = Balances.from_columns(
+        id=accounts.id,
+        ledger=accounts.ledger,
+        **{name: table[:, k] for k, name in enumerate(BALANCE_FIELDS)},
+    )
+    return ReferenceResult(status=status, balances=balances)
+
+
+def _account_index(accounts: Accounts) -> np.ndarray:
+    keys = np.ascontiguousarray(accounts.id).view(np.int64)
+    index, bad = _build_account_index(keys, pow2_at_least(2 * len(keys) + 1))
+    if bad >= 0:
+        raise ValueError(f"account id {int(accounts.id[bad])} is zero or not unique.")
+    return index
+
+
+def _rows_of(transfers: Transfers, index: np.ndarray, accounts: Accounts) -> Rows:
+    """The kernels' view of the workload, with the prepass (positions, checks 6..14)."""
+    as_int64 = {
+        name: (column.view(np.int64) if column.dtype == np.uint64 else column)
+        for name, column in transfers.columns().items()
+    }
+    debit_position, credit_position, static_status = _prepass(
+        index, accounts.ledger, as_int64["debit_account"], as_int64["credit_account"],
+        as_int64["amount"], as_int64["ledger"], as_int64["flags"], as_int64["pending_id"],
+        as_int64["timeout_s"],
+    )
+    return Rows(
+        as_int64["id"], as_int64["epoch"], as_int64["sim_time_us"], as_int64["debit_account"],
+        as_int64["credit_account"], as_int64["amount"], as_int64["ledger"], as_int64["code"],
+        as_int64["flags"], as_int64["pending_id"], as_int64["timeout_s"],
+        debit_position, credit_position, static_status,
+    )
+
+
+def _epoch_starts(transfers: Transfers) -> np.ndarray:
+    """Row index where each epoch starts, then len(transfers)."""
+    epoch = transfers.epoch
+    if len(epoch) == 0:
+        return np.zeros(1, np.int64)
+    down = np.flatnonzero(epoch[1:] < epoch[:-1])
+    if len(down):
+        row = int(down[0]) + 1
+        raise ValueError(
+            f"row {row}: epoch {int(epoch[row])} must not come after epoch {int(epoch[row - 1])}."
+        )
+    change = np.flatnonzero(epoch[1:] != epoch[:-1]) + 1
+    return np.concatenate(([0], change, [len(epoch)])).astype(np.int64)
+
+
+# --- prepass: account positions and the checks that read only the row -----------------------
+
+
+@numba.njit(cache=True)
+def _build_account_index(keys, capacity):
+    """(index, position of the first zero or repeated key or -1)."""
+    index = np.zeros((capacity, 2), np.int64)
+    for i in range(len(keys)):
+        if keys[i] == 0:
+            return index, i
+        slot = find_slot(index, keys[i])
+        if index[slot, X_KEY] != 0:
+            return index, i
+        index[slot, X_KEY] = keys[i]
+        index[slot, X_POSITION] = i
+    return index, -1
+
+
+@numba.njit(inline="always", cache=True)
+def _position(index, key):
+    if key == 0:
+        return -1
+    slot = find_slot(index, key)
+    if index[slot, X_KEY] == 0:
+        return -1
+    return index[slot, X_POSITION]
+
+
+@numba.njit(cache=True)
+def _prepass(index, account_ledger, debit, credit, amount, ledger, flags, pending_id, timeout_s):
+    """Dense positions (-1 when absent) and the status of checks 6..14 of every row."""
+    n = len(debit)
+    debit_position = np.empty(n, np.int32)
+    credit_position = np.empty(n, np.int32)
+    static_status = np.empty(n, np.uint8)
+    for i in range(n):
+        d = _position(index, debit[i])
+        c = _position(index, credit[i])
+        debit_position[i] = d
+        credit_position[i] = c
+        s = _shape_status(flags[i], pending_id[i], timeout_s[i], debit[i], credit[i], amount[i])
+        if s == OK:
+            if d < 0:
+                s = DEBIT_ACCOUNT_NOT_FOUND
+            elif c < 0:
+                s = CREDIT_ACCOUNT_NOT_FOUND
+            elif ledger[i] != account_ledger[d] or ledger[i] != account_ledger[c]:
+                s = LEDGER_MISMATCH
+        static_status[i] = s
+    return debit_position, credit_position, static_status
+
+
+@numba.njit(inline="always", cache=True)
+def _kind(flags):
+    if flags & FLAG_PENDING:
+        return KIND_PENDING
+    if flags & FLAG_POST_PENDING_TRANSFER:
+        return KIND_POST
+    if flags & FLAG_VOID_PENDING_TRANSFER:
+        return KIND_VOID
+    return KIND_PLAIN
+
+
+@numba.njit(inline="always", cache=True)
+def _shape_status(flags, pending_id, timeout_s, debit, credit, amount):
+    """Checks 6..11, as the reference's _check_shape."""
+    exclusive = (
+        (1 if flags & FLAG_PENDING else 0)
+        + (1 if flags & FLAG_POST_PENDING_TRANSFER else 0)
+        + (1 if flags & FLAG_VOID_PENDING_TRANSFER else 0)
+    )
+    if flags & _FLAGS_UNKNOWN or exclusive > 1:
+        return FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    kind = _kind(flags)
+    refers_to_pending = kind == KIND_POST or kind == KIND_VOID
+    if not refers_to_pending and pending_id != 0:
+        return PENDING_ID_MUST_BE_ZERO
+    if refers_to_pending and pending_id == 0:
+        return PENDING_ID_MUST_NOT_BE_ZERO
+    if kind != KIND_PENDING and timeout_s != 0:
+        return TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    if debit == credit:
+        return ACCOUNTS_MUST_BE_DIFFERENT
+    if kind == KIND_VOID:
+        valid = amount == 0
+    elif kind == KIND_POST:
+        valid = amount > 0
+    else:
+        valid = amount > 0 and amount <= AMOUNT_MAX
+    if not valid:
+        return INVALID_AMOUNT
+    return OK
+
+
+# --- the run: epochs in order -----------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _run(rows, starts, accounts, status, error, strict, window):
+    """Every epoch in order; stops at the first balance overflow (reported in error)."""
+    counters = np.zeros(COUNTER_COUNT, np.int64)
+    id_table = np.zeros((TABLE_CAPACITY_MIN, ID_COLUMNS), np.int64)
+    pending_table = np.zeros((TABLE_CAPACITY_MIN, PENDING_COLUMNS), np.int64)
+    heap = np.zeros((TABLE_CAPACITY_MIN, HEAP_COLUMNS), np.int64)
+    for e in range(len(starts) - 1):
+        lo = starts[e]
+        hi = starts[e + 1]
+        epoch = rows.epoch[lo]
+        id_table = _room_for_ids(id_table, counters, hi - lo, epoch, window)
+        pending_table = _room_for_pending(pending_table, counters, hi - lo, epoch, window)
+        heap = _room_in_heap(heap, pending_table, counters, hi - lo)
+        _expire(rows, accounts, pending_table, heap, counters, rows.sim_time_us[lo], epoch)
+        ok = _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters,
+                          status, error, strict, window)
+        if not ok:
+            return
+
+
+@numba.njit(cache=True)
+def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters, status,
+                 error, strict, window):
+    """Rows [lo, hi) of one epoch; False when a commit would overflow a balance."""
+    epoch = rows.epoch[lo]
+    open_start = hi  # a chain still open at the epoch's last row starts here
+    while open_start > lo and rows.flags[open_start - 1] & FLAG_LINKED:
+        open_start -= 1
+    counters[C_STAMP] += 1
+    chain_start = lo
+    for i in range(lo, open_start):
+        status[i] = _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch,
+                              window)
+        if (rows.flags[i] & FLAG_LINKED) == 0:
+            if strict:
+                if not _settle_chain(rows, chain_start, i + 1, accounts, pending_table, heap,
+                                     counters, status, error, epoch):
+                    return False
+                counters[C_STAMP] += 1
+            chain_start = i + 1
+    for i in range(open_start, hi):
+        if rows.id[i] != 0:
+            _check_id(rows, i, id_table, pending_table, counters, epoch, window)
+        status[i] = LINKED_EVENT_CHAIN_OPEN
+    if strict:
+        return True
+    chain_start = lo
+    for i in range(lo, open_start):
+        if (rows.flags[i] & FLAG_LINKED) == 0:
+            if not _settle_chain(rows, chain_start, i + 1, accounts, pending_table, heap,
+                                 counters, status, error, epoch):
+                return False
+            chain_start = i + 1
+    return True
+
+
+# --- evaluation: the checks in LEDGER_SPEC.md order ---------------------------------------------
+
+
+@numba.njit(inline="always", cache=True)
+def _within_window(epoch_now, epoch_then, window):
+    return np.uint64(epoch_now - epoch_then) <= window
+
+
+@numba.njit(cache=True)
+def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, window):
+    """The row's status; a passing row takes its tentative effect (reservation or mark)."""
+    if rows.id[i] == 0:
+        return ID_MUST_NOT_BE_ZERO
+    s = _check_id(rows, i, id_table, pending_table, counters, epoch, window)
+    if s != OK:
+        return s
+    s = rows.static_status[i]
+    if s != OK:
+        return s
+    kind = _kind(rows.flags[i])
+    if kind == KIND_POST or kind == KIND_VOID:
+        return _check_pending(rows, i, kind, pending_table, counters[C_STAMP], epoch, window)
+    return _check_funds(rows, i, accounts, counters[C_STAMP])
+
+
+@numba.njit(inline="always", cache=True)
+def _same_fields(rows, a, b):
+    """The eight fields `exists` compares (flags include the LINKED bit)."""
+    return (
+        rows.debit[a] == rows.debit[b]
+        and rows.credit[a] == rows.credit[b]
+        and rows.amount[a] == rows.amount[b]
+        and rows.ledger[a] == rows.ledger[b]
+        and rows.code[a] == rows.code[b]
+        and rows.flags[a] == rows.flags[b]
+        and rows.pending_id[a] == rows.pending_id[b]
+        and rows.timeout_s[a] == rows.timeout_s[b]
+    )
+
+
+@numba.njit(cache=True)
+def _check_id(rows, i, id_table, pending_table, counters, epoch, window):
+    """exists / exists_with_different_fields, or OK after recording row i as the id's first."""
+    key = rows.id[i]
+    slot = find_slot(id_table, key)
+    if id_table[slot, I_KEY] == key and _within_window(epoch, id_table[slot, I_EPOCH], window):
+        seen = id_table[slot, I_ROW]
+    else:
+        pslot = find_slot(pending_table, key)
+        if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
+            seen = pending_table[pslot, P_ROW]  # a still-pending transfer keeps its id taken
+        else:
+            if id_table[slot, I_KEY] == 0:
+                counters[C_IDS_USED] += 1
+            id_table[slot, I_KEY] = key
+            id_table[slot, I_EPOCH] = epoch
+            id_table[slot, I_ROW] = i
+            return OK
+    return EXISTS if _same_fields(rows, seen, i) else EXISTS_WITH_DIFFERENT_FIELDS
+
+
+@numba.njit(cache=True)
+def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
+    """Checks 15..20 of a POST or VOID row; a passing row marks the pending transfer."""
+    key = rows.pending_id[i]
+    slot = find_slot(pending_table, key)
+    if pending_table[slot, P_KEY] != key:
+        return PENDING_TRANSFER_NOT_FOUND
+    state = pending_table[slot, P_STATE]
+    if state != PENDING_STATE_PENDING and not _within_window(
+        epoch, pending_table[slot, P_RESOLVED_EPOCH], window
+    ):
+        return PENDING_TRANSFER_NOT_FOUND
+    p = pending_table[slot, P_ROW]
+    if rows.debit[i] != rows.debit[p] or rows.credit[i] != rows.credit[p] or rows.ledger[i] != rows.ledger[p]:
+        return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
+    mark = pending_table[slot, P_MARK] if pending_table[slot, P_MARK_STAMP] == stamp else 0
+    if state == PENDING_STATE_POSTED or mark == PENDING_STATE_POSTED:
+        return PENDING_TRANSFER_ALREADY_POSTED
+    if state == PENDING_STATE_VOIDED or mark == PENDING_STATE_VOIDED:
+        return PENDING_TRANSFER_ALREADY_VOIDED
+    if state == PENDING_STATE_EXPIRED:
+        return PENDING_TRANSFER_EXPIRED
+    if kind == KIND_POST and rows.amount[i] > rows.amount[p]:
+        return EXCEEDS_PENDING_AMOUNT
+    pending_table[slot, P_MARK_STAMP] = stamp
+    pending_table[slot, P_MARK] = PENDING_STATE_POSTED if kind == KIND_POST else PENDING_STATE_VOIDED
+    return OK
+
+
+@numba.njit(inline="always", cache=True)
+def _check_funds(rows, i, accounts, stamp):
+    """Check 21; a passing row reserves its amount on a guarded debit account (others are
+    never checked, so their reservations are not kept)."""
+    d = rows.debit_position[i]
+    if accounts[d, A_GUARDED] == 0:
+        return OK
+    reserved = accounts[d, A_RESERVED] if accounts[d, A_RESERVED_STAMP] == stamp else 0
+    # debits_posted + debits_pending + reserved <= credits_posted holds, so no term wraps.
+    available = (accounts[d, A_CREDITS_POSTED] - accounts[d, A_DEBITS_POSTED]
+                 - accounts[d, A_DEBITS_PENDING] - reserved)
+    amount = rows.amount[i]
+    if amount > available:
+        return EXCEEDS_CREDITS
+    accounts[d, A_RESERVED] = reserved + amount
+    accounts[d, A_RESERVED_STAMP] = stamp
+    return OK
+
+
+# --- commit ------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, status, error,
+                  epoch):
+    """Commit rows [start, stop) if all passed, else passed ones get linked_event_failed.
+
+    False when a commit would overflow a balance (error then names it)."""
+    passed = True
+    for i in range(start, stop):
+        if status[i] != OK:
+            passed = False
+            break
+    if not passed:
+        for i in range(start, stop):
+            if status[i] == OK:
+                status[i] = LINKED_EVENT_FAILED
+        return True
+    for i in range(start, stop):
+        if not _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
+    kind = _kind(rows.flags[i])
+    amount = rows.amount[i]
+    d = rows.debit_position[i]
+    c = rows.credit_position[i]
+    if kind == KIND_PLAIN:
+        return _add_pair(accounts, error, i, d, A_DEBITS_POSTED, c, A_CREDITS_POSTED, amount)
+    if kind == KIND_PENDING:
+        if not _add_pair(accounts, error, i, d, A_DEBITS_PENDING, c, A_CREDITS_PENDING, amount):
+            return False
+        _create_pending(rows, i, pending_table, heap, counters)
+        return True
+    slot = find_slot(pending_table, rows.pending_id[i])
+    assert pending_table[slot, P_KEY] == rows.pending_id[i]
+    assert pending_table[slot, P_STATE] == PENDING_STATE_PENDING
+    if kind == KIND_POST:
+        # The pending transfer has this row's accounts (check 16).
+        if not _add_pair(accounts, error, i, d, A_DEBITS_POSTED, c, A_CREDITS_POSTED, amount):
+            return False
+        _resolve(rows, accounts, pending_table, slot, PENDING_STATE_POSTED, epoch)
+    else:
+        _resolve(rows, accounts, pending_table, slot, PENDING_STATE_VOIDED, epoch)
+    return True
+
+
+@numba.njit(inline="always", cache=True)
+def _add_pair(accounts, error, i, d, d_column, c, c_column, amount):
+    """Add amount to two fields, unless one would pass 2**63-1 (the debit side named first)."""
+    if accounts[d, d_column] > INT64_MAX - amount:
+        error[E_ROW] = i
+        error[E_ACCOUNT] = d
+        error[E_FIELD] = d_column
+        return False
+    if accounts[c, c_column] > INT64_MAX - amount:
+        error[E_ROW] = i
+        error[E_ACCOUNT] = c
+        error[E_FIELD] = c_column
+        return False
+    accounts[d, d_column] += amount
+    accounts[c, c_column] += amount
+    return True
+
+
+@numba.njit(cache=True)
+def _create_pending(rows, i, pending_table, heap, counters):
+    """Row i is now pending; it replaces a resolved pending transfer with the same id."""
+    key = rows.id[i]
+    slot = find_slot(pending_table, key)
+    if pending_table[slot, P_KEY] == 0:
+        counters[C_PENDING_USED] += 1
+    else:
+        assert pending_table[slot, P_STATE] != PENDING_STATE_PENDING
+    counters[C_SEQUENCE] += 1
+    sequence = counters[C_SEQUENCE]
+    pending_table[slot, :] = 0
+    pending_table[slot, P_KEY] = key
+    pending_table[slot, P_STATE] = PENDING_STATE_PENDING
+    pending_table[slot, P_ROW] = i
+    pending_table[slot, P_SEQUENCE] = sequence
+    timeout_s = np.int64(rows.timeout_s[i])
+    if timeout_s == 0:
+        return
+    span_us = timeout_s * MICROSECONDS_PER_SECOND
+    if rows.sim_time_us[i] > INT64_MAX - span_us:
+        return  # due after every int64 instant: never expires
+    size = counters[C_HEAP_SIZE]
+    assert size < heap.shape[0]
+    counters[C_HEAP_SIZE] = _heap_push(heap, size, rows.sim_time_us[i] + span_us, sequence, key)
+
+
+@numba.njit(inline="always", cache=True)
+def _resolve(rows, accounts, pending_table, slot, state, epoch):
+    """Posted, voided or expired: both accounts' pending fields drop by its amount."""
+    p = pending_table[slot, P_ROW]
+    amount = rows.amount[p]
+    d = rows.debit_position[p]
+    c = rows.credit_position[p]
+    accounts[d, A_DEBITS_PENDING] -= amount
+    accounts[c, A_CREDITS_PENDING] -= amount
+    assert accounts[d, A_DEBITS_PENDING] >= 0
+    assert accounts[c, A_CREDITS_PENDING] >= 0
+    pending_table[slot, P_STATE] = state
+    pending_table[slot, P_RESOLVED_EPOCH] = epoch
+
+
+# --- epoch start: expiry and room in the tables --------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
+    """Every still-pending hold due at or before start_us expires (stale entries skipped)."""
+    size = counters[C_HEAP_SIZE]
+    while size > 0 and heap[0, H_EXPIRES_AT_US] <= start_us:
+        key = heap[0, H_KEY]
+        sequence = heap[0, H_SEQUENCE]
+        size = _heap_pop(heap, size)
+        slot = find_slot(pending_table, key)
+        if (pending_table[slot, P_KEY] == key
+                and pending_table[slot, P_SEQUENCE] == sequence
+                and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
+            _resolve(rows, accounts, pending_table, slot, PENDING_STATE_EXPIRED, epoch)
+    counters[C_HEAP_SIZE] = size
+
+
+@numba.njit(inline="always", cache=True)
+def _capacity_for(count):
+    """A power of two holding count records at most a quarter full."""
+    capacity = TABLE_CAPACITY_MIN
+    while capacity < 4 * count:
+        capacity *= 2
+    return capacity
+
+
+@numba.njit(cache=True)
+def _room_for_ids(id_table, counters, incoming, epoch, window):
+    """The id table, rebuilt without records past the window if incoming ids could fill it
+    past half."""
+    if 2 * (counters[C_IDS_USED]) <= id_table.shape[0]:
+        return id_table
+    live = 0
+    for slot in range(id_table.shape[0]):
+        if id_table[slot, I_KEY] != 0 and _within_window(epoch, id_table[slot, I_EPOCH], window):
+            live += 1
+    out = np.zeros((_capacity_for(live + incoming), ID_COLUMNS), np.int64)
+    for slot in range(id_table.shape[0]):
+        key = id_table[slot, I_KEY]
+        if key != 0 and _within_window(epoch, id_table[slot, I_EPOCH], window):
+            out[find_slot(out, key), :] = id_table[slot, :]
+    counters[C_IDS_USED] = live
+    return out
+
+
+@numba.njit(inline="always", cache=True)
+def _pending_live(pending_table, slot, epoch, window):
+    if pending_table[slot, P_KEY] == 0:
+        return False
+    if pending_table[slot, P_STATE] == PENDING_STATE_PENDING:
+        return True
+    return _within_window(epoch, pending_table[slot, P_RESOLVED_EPOCH], window)
+
+
+@numba.njit(cache=True)
+def _room_for_pending(pending_table, counters, incoming, epoch, window):
+    """The pending table, rebuilt without transfers resolved past the window if needed."""
+    if 2 * (counters[C_PENDING_USED] + incoming) <= pending_table.shape[0]:
+        return pending_table
+    live = 0
+    for slot in range(pending_table.shape[0]):
+        if _pending_live(pending_table, slot, epoch, window):
+            live += 1
+    out = np.zeros((_capacity_for(live + incoming), PENDING_COLUMNS), np.int64)
+    for slot in range(pending_table.shape[0]):
+        if _pending_live(pending_table, slot, epoch, window):
+            out[find_slot(out, pending_table[slot, P_KEY]), :] = pending_table[slot, :]
+    counters[C_PENDING_USED] = live
+    return out
+
+
+@numba.njit(cache=True)
+def _room_in_heap(heap, pending_table, counters, incoming):
+    """The heap with room for incoming entries: stale entries dropped, grown if needed."""
+    size = counters[C_HEAP_SIZE]
+    if size + incoming <= heap.shape[0]:
+        return heap
+    kept = 0
+    for k in range(size):
+        slot = find_slot(pending_table, heap[k, H_KEY])
+        if (pending_table[slot, P_KEY] == heap[k, H_KEY]
+                and pending_table[slot, P_SEQUENCE] == heap[k, H_SEQUENCE]
+                and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
+            heap[kept, :] = heap[k, :]
+            kept += 1
+    for k in range(kept // 2 - 1, -1, -1):
+        _sift_down(heap, kept, k)
+    out = np.zeros((_capacity_for(kept + incoming) // 2, HEAP_COLUMNS), np.int64)
+    out[:kept, :] = heap[:kept, :]
+    counters[C_HEAP_SIZE] = kept
+    return out
+
+
+# --- binary heap on (expires_at_us, sequence) ------------------------------------------------------
+
+
+@numba.njit(inline="always", cache=True)
+def _heap_less(heap, a, b):
+    if heap[a, H_EXPIRES_AT_US] != heap[b, H_EXPIRES_AT_US]:
+        return heap[a, H_EXPIRES_AT_US] < heap[b, H_EXPIRES_AT_US]
+    return heap[a, H_SEQUENCE] < heap[b, H_SEQUENCE]
+
+
+@numba.njit(inline="always", cache=True)
+def _heap_swap(heap, a, b):
+    for column in range(HEAP_COLUMNS):
+        heap[a, column], heap[b, column] = heap[b, column], heap[a, column]
+
+
+@numba.njit(cache=True)
+def _heap_push(heap, size, expires_at_us, sequence, key):
+    """Push one entry; returns the new size."""
+    i = size
+    heap[i, H_EXPIRES_AT_US] = expires_at_us
+    heap[i, H_SEQUENCE] = sequence
+    heap[i, H_KEY] = key
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _heap_less(heap, i, parent):
+            break
+        _heap_swap(heap, i, parent)
+        i = parent
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(heap, size):
+    """Drop the top entry; returns the new size."""
+    size -= 1
+    heap[0, :] = heap[size, :]
+    _sift_down(heap, size, 0)
+    return size
+
+
+@numba.njit(cache=True)
+def _sift_down(heap, size, i):
+    while True:
+        left = 2 * i + 1
+        smallest = i
+        if left < size and _heap_less(heap, left, smallest):
+            smallest = left
+        if left + 1 < size and _heap_less(heap, left + 1, smallest):
+            smallest = left + 1
+        if smallest == i:
+            return
+        _heap_swap(heap, i, smallest)
+        i = smallest
