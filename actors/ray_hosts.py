@@ -59,22 +59,29 @@ class RayHosts:
     """
 
     def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
-                 expected_live_ids: int = 0, use_arenas: bool = True):
+                 expected_live_ids: int = 0, use_arenas: bool = True, reuse: list | None = None):
+        """reuse: live ShardActor handles to reset and use (at least shard_count; not killed)."""
         from actors.shard_actor import ShardActor
 
         check_shard_count(shard_count)
-        warm_up()  # compile once here, so the actors load the kernels from numba's cache
         self.shard_count = shard_count
+        self.owned = reuse is None
         ledger_values = np.unique(accounts.ledger)
         shard = shard_of(as_bits(accounts.id), shard_count)
-        cpus = _shard_cpus(shard_count)
-        self.actors = []
+        per_shard = []
         for s in range(shard_count):
             mine = shard == s
-            self.actors.append(ShardActor.options(num_cpus=cpus).remote(
-                s, shard_count, accounts.id[mine], accounts.ledger[mine], accounts.flags[mine],
-                ledger_values, window_epochs, expected_live_ids))
-        info = ray.get([a.ready.remote() for a in self.actors])
+            per_shard.append((s, shard_count, accounts.id[mine], accounts.ledger[mine], accounts.flags[mine],
+                              ledger_values, window_epochs, expected_live_ids))
+        if reuse is None:
+            warm_up()  # compile once here, so the actors load the kernels from numba's cache
+            cpus = _shard_cpus(shard_count)
+            self.actors = [ShardActor.options(num_cpus=cpus).remote(*args) for args in per_shard]
+        else:
+            assert len(reuse) >= shard_count, "not enough actors to reuse"
+            self.actors = list(reuse[:shard_count])
+            ray.get([a.reset.remote(*args) for a, args in zip(self.actors, per_shard)])
+        info = _wait_ready(self.actors)
         here = ray.get_runtime_context().get_node_id()
         local = all(i["node"] == here for i in info)
         self.transport = "arena" if use_arenas and local and arenas_available() else "object_store"
@@ -99,7 +106,7 @@ class RayHosts:
     def close(self) -> None:
         if self.actors:
             ray.get([a.close.remote() for a in self.actors])
-        for actor in self.actors:
+        for actor in self.actors if self.owned else []:
             ray.kill(actor)
         for arena in self.writers:
             arena.close()
@@ -108,7 +115,23 @@ class RayHosts:
         self.actors = []
 
 
+ACTOR_START_TIMEOUT_S = 300
+
+
 def _shard_cpus(shard_count: int) -> float:
-    """Logical CPUs per shard actor: 1, or a fair share when shards outnumber the CPUs."""
-    total = ray.cluster_resources().get("CPU", 1.0)
-    return min(float(SHARD_CPUS), total / shard_count)
+    """Logical CPUs per shard actor: 1, or a fair share of the free CPUs when shards outnumber
+    them (the engine deliberately runs K actors on fewer cores; they take turns)."""
+    free = ray.available_resources().get("CPU", 0.0)
+    share = min(float(SHARD_CPUS), free / shard_count)
+    if share < 0.01:
+        raise RuntimeError(f"cannot place {shard_count} shard actors: the Ray cluster has {free:g} CPUs free")
+    return share
+
+
+def _wait_ready(actors: list) -> list:
+    handles = [a.ready.remote() for a in actors]
+    done, waiting = ray.wait(handles, num_returns=len(handles), timeout=ACTOR_START_TIMEOUT_S)
+    if waiting:
+        raise RuntimeError(f"{len(waiting)} of {len(actors)} shard actors did not start within"
+                           f" {ACTOR_START_TIMEOUT_S} s (check the cluster's free CPUs and memory)")
+    return ray.get(handles)

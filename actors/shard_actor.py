@@ -30,6 +30,11 @@ class ShardActor:
         self.writer = Arena(f"s{self.state.shard_index}-out")
         self.seconds = collections.defaultdict(float)
 
+    def reset(self, *args) -> bool:
+        """A fresh shard state on this actor (a new run reusing a warm process)."""
+        self.state = ShardState(*args)
+        return True
+
     def ready(self) -> dict:
         return {"pid": __import__("os").getpid(), "node": ray.get_runtime_context().get_node_id()}
 

@@ -293,13 +293,14 @@ class Engine:
         metrics.boundaries_checked += 1
         for ledger, (dp, dpo, cp, cpo) in self._sums.items():
             if dpo != cpo or dp != cp:
-                metrics.invariant_violations.append(
-                    f"epoch {plan.epoch}: double entry broken on ledger {_ledger_name(ledger)}"
-                    f" (debits_posted {dpo} vs credits_posted {cpo}, debits_pending {dp} vs credits_pending {cp})")
+                metrics.invariant_violations.append(violation(
+                    "double_entry", plan.epoch,
+                    f"double entry broken on ledger {_ledger_name(ledger)} (debits_posted {dpo} vs"
+                    f" credits_posted {cpo}, debits_pending {dp} vs credits_pending {cp})"))
         for r in results:
             if r.get("overdrawn") is not None:
-                metrics.invariant_violations.append(
-                    f"epoch {plan.epoch}: account {r['overdrawn']} debits exceed its credits")
+                metrics.invariant_violations.append(violation(
+                    "overdraft", plan.epoch, f"account {r['overdrawn']}: debits exceed its credits"))
 
     def _final(self, status: np.ndarray, metrics: EngineMetrics) -> EngineResult:
         states = self.hosts.collect(self.hosts.submit("final_state", [() for _ in range(self.shard_count)]))
@@ -319,6 +320,11 @@ class Engine:
             debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
             credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
         return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
+
+
+def violation(invariant: str, epoch: int | None, message: str) -> dict:
+    """One broken invariant at one epoch boundary (epoch None: the final balances)."""
+    return {"invariant": invariant, "epoch": epoch, "message": message}
 
 
 def _nonempty(epochs: Iterable[Transfers]) -> Iterator[Transfers]:

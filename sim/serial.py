@@ -90,9 +90,9 @@ ACCOUNT_COLUMNS = 8  # one 64-byte line per account
 
 # Account index [capacity, 2]: account id, dense position.
 X_KEY, X_POSITION = 0, 1
-# Id table [capacity, 4]: transfer id, epoch first seen, row of the first row (its fields).
-I_KEY, I_EPOCH, I_ROW = 0, 1, 2
-ID_COLUMNS = 4
+# Id table [capacity, 2]: transfer id, the first row with it (its epoch and fields).
+I_KEY, I_ROW = 0, 1
+ID_COLUMNS = 2
 # Pending table [capacity, 8]: transfer id, state, epoch it was resolved, row that created it,
 # sequence number (matches its heap entry), stamp and value of a tentative post/void mark.
 P_KEY, P_STATE, P_RESOLVED_EPOCH, P_ROW, P_SEQUENCE, P_MARK_STAMP, P_MARK = 0, 1, 2, 3, 4, 5, 6
@@ -102,9 +102,16 @@ H_EXPIRES_AT_US, H_SEQUENCE, H_KEY = 0, 1, 2
 HEAP_COLUMNS = 3
 # Counters of one run (an int64 array the kernels share).
 C_IDS_USED, C_PENDING_USED, C_HEAP_SIZE, C_SEQUENCE, C_STAMP = 0, 1, 2, 3, 4
-COUNTER_COUNT = 5
+C_STILL_PENDING = 5  # committed PENDING transfers not yet resolved
+C_WINDOW_ROW = 6  # first row whose epoch is within the window of the current epoch
+COUNTER_COUNT = 7
 # Overflow report [3]: global row (-1 when none), account position, balance column.
 E_ROW, E_ACCOUNT, E_FIELD = 0, 1, 2
+
+# Kernels that allocate nothing are compiled without NRT reference counting (numba's `_nrt`
+# flag; numba is pinned): they only borrow arrays their caller owns, and refcounting every array
+# handed down the per-row call chain cost several times the ledger work itself.
+_NO_REFCOUNTS = dict(cache=True, _nrt=False)
 
 # The workload as the kernels read it: uint64 columns viewed as int64, plus the prepass.
 Rows = namedtuple(
@@ -157,7 +164,8 @@ def run_serial(
 
 def _account_index(accounts: Accounts) -> np.ndarray:
     keys = np.ascontiguousarray(accounts.id).view(np.int64)
-    index, bad = _build_account_index(keys, pow2_at_least(2 * len(keys) + 1))
+    index = np.zeros((pow2_at_least(2 * len(keys) + 1), 2), np.int64)
+    bad = _fill_account_index(index, keys)
     if bad >= 0:
         raise ValueError(f"account id {int(accounts.id[bad])} is zero or not unique.")
     return index
@@ -169,11 +177,14 @@ def _rows_of(transfers: Transfers, index: np.ndarray, accounts: Accounts) -> Row
         name: (column.view(np.int64) if column.dtype == np.uint64 else column)
         for name, column in transfers.columns().items()
     }
-    debit_position, credit_position, static_status = _prepass(
-        index, accounts.ledger, as_int64["debit_account"], as_int64["credit_account"],
-        as_int64["amount"], as_int64["ledger"], as_int64["flags"], as_int64["pending_id"],
-        as_int64["timeout_s"],
-    )
+    n = len(transfers)
+    debit_position = np.empty(n, np.int32)
+    credit_position = np.empty(n, np.int32)
+    static_status = np.empty(n, np.uint8)
+    positions = (debit_position, credit_position, static_status)
+    _prepass(index, accounts.ledger, as_int64["debit_account"], as_int64["credit_account"],
+             as_int64["amount"], as_int64["ledger"], as_int64["flags"], as_int64["pending_id"],
+             as_int64["timeout_s"], positions)
     return Rows(
         as_int64["id"], as_int64["epoch"], as_int64["sim_time_us"], as_int64["debit_account"],
         as_int64["credit_account"], as_int64["amount"], as_int64["ledger"], as_int64["code"],
@@ -200,22 +211,21 @@ def _epoch_starts(transfers: Transfers) -> np.ndarray:
 # --- prepass: account positions and the checks that read only the row -----------------------
 
 
-@numba.njit(cache=True)
-def _build_account_index(keys, capacity):
-    """(index, position of the first zero or repeated key or -1)."""
-    index = np.zeros((capacity, 2), np.int64)
+@numba.njit(**_NO_REFCOUNTS)
+def _fill_account_index(index, keys):
+    """Fill an empty index; the position of the first zero or repeated key, else -1."""
     for i in range(len(keys)):
         if keys[i] == 0:
-            return index, i
+            return i
         slot = find_slot(index, keys[i])
         if index[slot, X_KEY] != 0:
-            return index, i
+            return i
         index[slot, X_KEY] = keys[i]
         index[slot, X_POSITION] = i
-    return index, -1
+    return -1
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _position(index, key):
     if key == 0:
         return -1
@@ -225,14 +235,13 @@ def _position(index, key):
     return index[slot, X_POSITION]
 
 
-@numba.njit(cache=True)
-def _prepass(index, account_ledger, debit, credit, amount, ledger, flags, pending_id, timeout_s):
-    """Dense positions (-1 when absent) and the status of checks 6..14 of every row."""
-    n = len(debit)
-    debit_position = np.empty(n, np.int32)
-    credit_position = np.empty(n, np.int32)
-    static_status = np.empty(n, np.uint8)
-    for i in range(n):
+@numba.njit(**_NO_REFCOUNTS)
+def _prepass(index, account_ledger, debit, credit, amount, ledger, flags, pending_id, timeout_s,
+             out):
+    """Fill out = (debit position, credit position, status of checks 6..14) of every row;
+    positions are -1 for an unknown account."""
+    debit_position, credit_position, static_status = out
+    for i in range(len(debit)):
         d = _position(index, debit[i])
         c = _position(index, credit[i])
         debit_position[i] = d
@@ -246,10 +255,9 @@ def _prepass(index, account_ledger, debit, credit, amount, ledger, flags, pendin
             elif ledger[i] != account_ledger[d] or ledger[i] != account_ledger[c]:
                 s = LEDGER_MISMATCH
         static_status[i] = s
-    return debit_position, credit_position, static_status
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _kind(flags):
     if flags & FLAG_PENDING:
         return KIND_PENDING
@@ -260,7 +268,7 @@ def _kind(flags):
     return KIND_PLAIN
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _shape_status(flags, pending_id, timeout_s, debit, credit, amount):
     """Checks 6..11, as the reference's _check_shape."""
     exclusive = (
@@ -305,9 +313,11 @@ def _run(rows, starts, accounts, status, error, strict, window):
         lo = starts[e]
         hi = starts[e + 1]
         epoch = rows.epoch[lo]
-        id_table = _room_for_ids(id_table, counters, hi - lo, epoch, window)
-        pending_table = _room_for_pending(pending_table, counters, hi - lo, epoch, window)
-        heap = _room_in_heap(heap, pending_table, counters, hi - lo)
+        new_pending = _count_pending_rows(rows.flags, lo, hi)
+        _advance_window_row(rows.epoch, counters, epoch, window)
+        id_table = _room_for_ids(id_table, counters, hi - lo)
+        pending_table = _room_for_pending(pending_table, counters, new_pending, epoch, window)
+        heap = _room_in_heap(heap, pending_table, counters, new_pending)
         _expire(rows, accounts, pending_table, heap, counters, rows.sim_time_us[lo], epoch)
         ok = _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters,
                           status, error, strict, window)
@@ -315,7 +325,7 @@ def _run(rows, starts, accounts, status, error, strict, window):
             return
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters, status,
                  error, strict, window):
     """Rows [lo, hi) of one epoch; False when a commit would overflow a balance."""
@@ -354,12 +364,12 @@ def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters
 # --- evaluation: the checks in LEDGER_SPEC.md order ---------------------------------------------
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _within_window(epoch_now, epoch_then, window):
     return np.uint64(epoch_now - epoch_then) <= window
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, window):
     """The row's status; a passing row takes its tentative effect (reservation or mark)."""
     if rows.id[i] == 0:
@@ -376,7 +386,7 @@ def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, windo
     return _check_funds(rows, i, accounts, counters[C_STAMP])
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _same_fields(rows, a, b):
     """The eight fields `exists` compares (flags include the LINKED bit)."""
     return (
@@ -391,28 +401,28 @@ def _same_fields(rows, a, b):
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _check_id(rows, i, id_table, pending_table, counters, epoch, window):
     """exists / exists_with_different_fields, or OK after recording row i as the id's first."""
     key = rows.id[i]
     slot = find_slot(id_table, key)
-    if id_table[slot, I_KEY] == key and _within_window(epoch, id_table[slot, I_EPOCH], window):
-        seen = id_table[slot, I_ROW]
-    else:
+    seen = -1
+    if id_table[slot, I_KEY] == key and id_table[slot, I_ROW] >= counters[C_WINDOW_ROW]:
+        seen = id_table[slot, I_ROW]  # epochs never go down: later rows are within the window
+    if seen < 0 and counters[C_STILL_PENDING] > 0:
         pslot = find_slot(pending_table, key)
         if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
             seen = pending_table[pslot, P_ROW]  # a still-pending transfer keeps its id taken
-        else:
-            if id_table[slot, I_KEY] == 0:
-                counters[C_IDS_USED] += 1
-            id_table[slot, I_KEY] = key
-            id_table[slot, I_EPOCH] = epoch
-            id_table[slot, I_ROW] = i
-            return OK
+    if seen < 0:
+        if id_table[slot, I_KEY] == 0:
+            counters[C_IDS_USED] += 1
+        id_table[slot, I_KEY] = key
+        id_table[slot, I_ROW] = i
+        return OK
     return EXISTS if _same_fields(rows, seen, i) else EXISTS_WITH_DIFFERENT_FIELDS
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     """Checks 15..20 of a POST or VOID row; a passing row marks the pending transfer."""
     key = rows.pending_id[i]
@@ -441,7 +451,7 @@ def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     return OK
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _check_funds(rows, i, accounts, stamp):
     """Check 21; a passing row reserves its amount on a guarded debit account (others are
     never checked, so their reservations are not kept)."""
@@ -463,7 +473,7 @@ def _check_funds(rows, i, accounts, stamp):
 # --- commit ------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, status, error,
                   epoch):
     """Commit rows [start, stop) if all passed, else passed ones get linked_event_failed.
@@ -485,7 +495,7 @@ def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, st
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
     kind = _kind(rows.flags[i])
     amount = rows.amount[i]
@@ -505,13 +515,13 @@ def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
         # The pending transfer has this row's accounts (check 16).
         if not _add_pair(accounts, error, i, d, A_DEBITS_POSTED, c, A_CREDITS_POSTED, amount):
             return False
-        _resolve(rows, accounts, pending_table, slot, PENDING_STATE_POSTED, epoch)
+        _resolve(rows, accounts, pending_table, counters, slot, PENDING_STATE_POSTED, epoch)
     else:
-        _resolve(rows, accounts, pending_table, slot, PENDING_STATE_VOIDED, epoch)
+        _resolve(rows, accounts, pending_table, counters, slot, PENDING_STATE_VOIDED, epoch)
     return True
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _add_pair(accounts, error, i, d, d_column, c, c_column, amount):
     """Add amount to two fields, unless one would pass 2**63-1 (the debit side named first)."""
     if accounts[d, d_column] > INT64_MAX - amount:
@@ -529,7 +539,7 @@ def _add_pair(accounts, error, i, d, d_column, c, c_column, amount):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _create_pending(rows, i, pending_table, heap, counters):
     """Row i is now pending; it replaces a resolved pending transfer with the same id."""
     key = rows.id[i]
@@ -539,6 +549,7 @@ def _create_pending(rows, i, pending_table, heap, counters):
     else:
         assert pending_table[slot, P_STATE] != PENDING_STATE_PENDING
     counters[C_SEQUENCE] += 1
+    counters[C_STILL_PENDING] += 1
     sequence = counters[C_SEQUENCE]
     pending_table[slot, :] = 0
     pending_table[slot, P_KEY] = key
@@ -556,8 +567,8 @@ def _create_pending(rows, i, pending_table, heap, counters):
     counters[C_HEAP_SIZE] = _heap_push(heap, size, rows.sim_time_us[i] + span_us, sequence, key)
 
 
-@numba.njit(inline="always", cache=True)
-def _resolve(rows, accounts, pending_table, slot, state, epoch):
+@numba.njit(**_NO_REFCOUNTS)
+def _resolve(rows, accounts, pending_table, counters, slot, state, epoch):
     """Posted, voided or expired: both accounts' pending fields drop by its amount."""
     p = pending_table[slot, P_ROW]
     amount = rows.amount[p]
@@ -569,12 +580,14 @@ def _resolve(rows, accounts, pending_table, slot, state, epoch):
     assert accounts[c, A_CREDITS_PENDING] >= 0
     pending_table[slot, P_STATE] = state
     pending_table[slot, P_RESOLVED_EPOCH] = epoch
+    counters[C_STILL_PENDING] -= 1
+    assert counters[C_STILL_PENDING] >= 0
 
 
 # --- epoch start: expiry and room in the tables --------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
     """Every still-pending hold due at or before start_us expires (stale entries skipped)."""
     size = counters[C_HEAP_SIZE]
@@ -586,39 +599,70 @@ def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
         if (pending_table[slot, P_KEY] == key
                 and pending_table[slot, P_SEQUENCE] == sequence
                 and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
-            _resolve(rows, accounts, pending_table, slot, PENDING_STATE_EXPIRED, epoch)
+            _resolve(rows, accounts, pending_table, counters, slot, PENDING_STATE_EXPIRED, epoch)
     counters[C_HEAP_SIZE] = size
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
+def _advance_window_row(epochs, counters, epoch, window):
+    row = counters[C_WINDOW_ROW]
+    while not _within_window(epoch, epochs[row], window):
+        row += 1
+    counters[C_WINDOW_ROW] = row
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _count_pending_rows(flags, lo, hi):
+    """Rows of [lo, hi) that could create a pending transfer."""
+    count = 0
+    for i in range(lo, hi):
+        if flags[i] & FLAG_PENDING:
+            count += 1
+    return count
+
+
+@numba.njit(**_NO_REFCOUNTS)
 def _capacity_for(count):
-    """A power of two holding count records at most a quarter full."""
+    """A power of two holding count records at most a third full."""
     capacity = TABLE_CAPACITY_MIN
-    while capacity < 4 * count:
+    while capacity < 3 * count:
         capacity *= 2
     return capacity
 
 
 @numba.njit(cache=True)
-def _room_for_ids(id_table, counters, incoming, epoch, window):
+def _room_for_ids(id_table, counters, incoming):
     """The id table, rebuilt without records past the window if incoming ids could fill it
     past half."""
-    if 2 * (counters[C_IDS_USED]) <= id_table.shape[0]:
+    if 2 * (counters[C_IDS_USED] + incoming) <= id_table.shape[0]:
         return id_table
-    live = 0
-    for slot in range(id_table.shape[0]):
-        if id_table[slot, I_KEY] != 0 and _within_window(epoch, id_table[slot, I_EPOCH], window):
-            live += 1
+    live = _copy_live_ids(id_table, id_table[:0], counters[C_WINDOW_ROW])
     out = np.zeros((_capacity_for(live + incoming), ID_COLUMNS), np.int64)
-    for slot in range(id_table.shape[0]):
-        key = id_table[slot, I_KEY]
-        if key != 0 and _within_window(epoch, id_table[slot, I_EPOCH], window):
-            out[find_slot(out, key), :] = id_table[slot, :]
-    counters[C_IDS_USED] = live
+    counters[C_IDS_USED] = _copy_live_ids(id_table, out, counters[C_WINDOW_ROW])
     return out
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
+def _copy_row(source, source_row, target, target_row):
+    for column in range(source.shape[1]):
+        target[target_row, column] = source[source_row, column]
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _copy_live_ids(id_table, out, window_row):
+    """Count the records within the window (row >= window_row), and copy them into out unless
+    it is empty. In slot order, so that the writes into out run nearly in order too."""
+    live = 0
+    for slot in range(id_table.shape[0]):
+        key = id_table[slot, I_KEY]
+        if key != 0 and id_table[slot, I_ROW] >= window_row:
+            live += 1
+            if out.shape[0] > 0:
+                _copy_row(id_table, slot, out, find_slot(out, key))
+    return live
+
+
+@numba.njit(**_NO_REFCOUNTS)
 def _pending_live(pending_table, slot, epoch, window):
     if pending_table[slot, P_KEY] == 0:
         return False
@@ -632,35 +676,32 @@ def _room_for_pending(pending_table, counters, incoming, epoch, window):
     """The pending table, rebuilt without transfers resolved past the window if needed."""
     if 2 * (counters[C_PENDING_USED] + incoming) <= pending_table.shape[0]:
         return pending_table
+    live = _copy_live_pending(pending_table, pending_table[:0], epoch, window)
+    out = np.zeros((_capacity_for(live + incoming), PENDING_COLUMNS), np.int64)
+    counters[C_PENDING_USED] = _copy_live_pending(pending_table, out, epoch, window)
+    return out
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _copy_live_pending(pending_table, out, epoch, window):
+    """Count the records still pending or resolved within the window; copy them into out
+    unless it is empty."""
     live = 0
     for slot in range(pending_table.shape[0]):
         if _pending_live(pending_table, slot, epoch, window):
             live += 1
-    out = np.zeros((_capacity_for(live + incoming), PENDING_COLUMNS), np.int64)
-    for slot in range(pending_table.shape[0]):
-        if _pending_live(pending_table, slot, epoch, window):
-            out[find_slot(out, pending_table[slot, P_KEY]), :] = pending_table[slot, :]
-    counters[C_PENDING_USED] = live
-    return out
+            if out.shape[0] > 0:
+                _copy_row(pending_table, slot, out, find_slot(out, pending_table[slot, P_KEY]))
+    return live
 
 
 @numba.njit(cache=True)
 def _room_in_heap(heap, pending_table, counters, incoming):
     """The heap with room for incoming entries: stale entries dropped, grown if needed."""
-    size = counters[C_HEAP_SIZE]
-    if size + incoming <= heap.shape[0]:
+    if counters[C_HEAP_SIZE] + incoming <= heap.shape[0]:
         return heap
-    kept = 0
-    for k in range(size):
-        slot = find_slot(pending_table, heap[k, H_KEY])
-        if (pending_table[slot, P_KEY] == heap[k, H_KEY]
-                and pending_table[slot, P_SEQUENCE] == heap[k, H_SEQUENCE]
-                and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
-            heap[kept, :] = heap[k, :]
-            kept += 1
-    for k in range(kept // 2 - 1, -1, -1):
-        _sift_down(heap, kept, k)
-    out = np.zeros((_capacity_for(kept + incoming) // 2, HEAP_COLUMNS), np.int64)
+    kept = _compact_heap(heap, counters[C_HEAP_SIZE], pending_table)
+    out = np.zeros((2 * (kept + incoming) + TABLE_CAPACITY_MIN, HEAP_COLUMNS), np.int64)
     out[:kept, :] = heap[:kept, :]
     counters[C_HEAP_SIZE] = kept
     return out
@@ -669,20 +710,36 @@ def _room_in_heap(heap, pending_table, counters, incoming):
 # --- binary heap on (expires_at_us, sequence) ------------------------------------------------------
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
+def _compact_heap(heap, size, pending_table):
+    """Keep the entries of still-pending transfers, in heap order; returns how many."""
+    kept = 0
+    for k in range(size):
+        slot = find_slot(pending_table, heap[k, H_KEY])
+        if (pending_table[slot, P_KEY] == heap[k, H_KEY]
+                and pending_table[slot, P_SEQUENCE] == heap[k, H_SEQUENCE]
+                and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
+            _copy_row(heap, k, heap, kept)
+            kept += 1
+    for k in range(kept // 2 - 1, -1, -1):
+        _sift_down(heap, kept, k)
+    return kept
+
+
+@numba.njit(**_NO_REFCOUNTS)
 def _heap_less(heap, a, b):
     if heap[a, H_EXPIRES_AT_US] != heap[b, H_EXPIRES_AT_US]:
         return heap[a, H_EXPIRES_AT_US] < heap[b, H_EXPIRES_AT_US]
     return heap[a, H_SEQUENCE] < heap[b, H_SEQUENCE]
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _heap_swap(heap, a, b):
     for column in range(HEAP_COLUMNS):
         heap[a, column], heap[b, column] = heap[b, column], heap[a, column]
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _heap_push(heap, size, expires_at_us, sequence, key):
     """Push one entry; returns the new size."""
     i = size
@@ -698,16 +755,16 @@ def _heap_push(heap, size, expires_at_us, sequence, key):
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _heap_pop(heap, size):
     """Drop the top entry; returns the new size."""
     size -= 1
-    heap[0, :] = heap[size, :]
+    _copy_row(heap, size, heap, 0)
     _sift_down(heap, size, 0)
     return size
 
 
-@numba.njit(cache=True)
+@numba.njit(**_NO_REFCOUNTS)
 def _sift_down(heap, size, i):
     while True:
         left = 2 * i + 1

@@ -1,0 +1,28 @@
+# xpay-sim: `make run` and `make test` are all a newcomer needs (Python 3.11 and make).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/xpay run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.engine_throughput
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks.engine_throughput --smoke
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis

@@ -1,0 +1,175 @@
+"""The ``xpay`` command: replay a workload file, or run a built-in workload end to end.
+
+Exit status (LEDGER_SPEC.md): 0 when the run completed and every invariant held; 2 with one
+line and no results file when an input is refused; 1 with one line for any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUNT_MIN
+from sim.errors import InputRefused, XpayError
+
+OUTPUT_FILES = ("results.parquet", "balances.parquet", "summary.json")
+RUNS_DIR_DEFAULT = Path("runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except InputRefused as error:
+        _say(f"refused: {error}")
+        return error.exit_status
+    except XpayError as error:
+        _say(str(error))
+        return error.exit_status
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as error:  # one line for the user; the traceback on request
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        _say(f"error: {type(error).__name__}: {error}")
+        return 1
+
+
+def _say(message: str) -> None:
+    print(f"xpay: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _shards(text: str) -> int:
+    value = int(text)
+    if not SHARD_COUNT_MIN <= value <= SHARD_COUNT_MAX:
+        raise argparse.ArgumentTypeError(f"shards(={value}) must be in {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
+    p.add_argument("--shards", type=_shards, default=shards_default,
+                   help=f"shard actors, {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX} (default {shards_default})")
+    p.add_argument("--window-epochs", type=int, default=IDEMPOTENCY_WINDOW_EPOCHS,
+                   help=f"idempotency window in epochs (default {IDEMPOTENCY_WINDOW_EPOCHS})")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every shard in this process without Ray (one core's baseline)")
+    p.add_argument("--no-strict-serial", action="store_true",
+                   help="skip the strict-serial divergence measurement")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--quiet", action="store_true", help="print no summary table")
+    p.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xpay", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay = sub.add_parser("replay", help="run a workload file through the sharded engine")
+    replay.add_argument("--accounts", type=Path, required=True, help="accounts.parquet")
+    replay.add_argument("--workload", type=Path, required=True, help="workload.parquet")
+    replay.add_argument("--out", type=Path, required=True, help="output folder")
+    _engine_options(replay, shards_default=4)
+    replay.set_defaults(handler=_replay)
+    run = sub.add_parser("run", help="generate a built-in workload and run it through the engine")
+    run.add_argument("--scenario", default="quick", choices=["quick"], help="built-in scenario (default quick)")
+    run.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    run.add_argument("--users", type=_positive, default=None, help="override the scenario's user count")
+    run.add_argument("--epochs", type=_positive, default=None, help="override the traffic epoch count")
+    run.add_argument("--rows-per-epoch", type=_positive, default=None, help="override rows per epoch")
+    run.add_argument("--out", type=Path, default=None, help="run folder (default runs/SCENARIO-seedSEED)")
+    _engine_options(run, shards_default=4)
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _options(args):
+    from sim.runner import RunOptions
+
+    return RunOptions(shards=args.shards, window_epochs=args.window_epochs, address=args.address,
+                      in_process=args.in_process, strict_serial=not args.no_strict_serial,
+                      progress=args.progress)
+
+
+def _replay(args) -> int:
+    from sim import files
+    from sim.runner import replay
+
+    started = time.perf_counter()
+    try:
+        accounts = files.read_accounts(args.accounts)
+        transfers = files.read_workload(args.workload)
+    except InputRefused:
+        _remove_outputs(args.out)
+        raise
+    read_seconds = time.perf_counter() - started
+    configuration = {"command": "replay", "accounts_path": str(args.accounts), "workload_path": str(args.workload)}
+    summary = replay(accounts, transfers, args.out, _options(args), read_seconds, configuration)
+    return _finish(summary, args.out, args)
+
+
+def _run(args) -> int:
+    import numpy as np
+
+    from sim import files
+    from sim.runner import replay
+    from workloads.base import materialize
+    from workloads.quickstart import QuickstartConfig, QuickstartWorkload
+
+    overrides = {k: v for k, v in (("user_count", args.users), ("epoch_count", args.epochs),
+                                   ("rows_per_epoch", args.rows_per_epoch)) if v is not None}
+    config = QuickstartConfig(**overrides)
+    out = args.out or RUNS_DIR_DEFAULT / f"{args.scenario}-seed{args.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    accounts, transfers = materialize(QuickstartWorkload(config, np.random.default_rng(args.seed)))
+    generate_seconds = time.perf_counter() - started
+    files.write_accounts(out / "accounts.parquet", accounts)
+    files.write_workload(out / "workload.parquet", transfers)
+    configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
+                     "workload": {k: getattr(config, k) for k in config.__dataclass_fields__},
+                     "generate_seconds": generate_seconds}
+    print(f"xpay run: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
+          f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
+    summary = replay(accounts, transfers, out, _options(args), 0.0, configuration)
+    return _finish(summary, out, args)
+
+
+def _finish(summary: dict, out: Path, args) -> int:
+    from sim.report import format_table
+    from sim.runner import all_invariants_held
+
+    if not args.quiet:
+        print(format_table(summary))
+        print(f"{'run folder':<24}  {out} (results.parquet, balances.parquet, summary.json)")
+    if not all_invariants_held(summary):
+        first = summary["invariant_violations"][0]["message"] if summary["invariant_violations"] else "see summary.json"
+        _say(f"an invariant broke: {first}")
+        return 1
+    return 0
+
+
+def _remove_outputs(out: Path) -> None:
+    """A refused input leaves no results behind, not even an earlier run's."""
+    for name in OUTPUT_FILES:
+        path = Path(out) / name
+        if path.exists():
+            os.unlink(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The run summary: invariant verdicts, throughput and latency figures, versions, hardware.
+
+Everything here turns an engine result into data (``summary.json``, a dict pandas can read)
+and one readable table; nothing here changes a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from sim.columns import Accounts, Balances
+from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, STATUS_COUNT, STATUS_NAMES
+
+PACKAGES_REPORTED = ("xpay-sim", "ray", "numpy", "numba", "pyarrow", "simpy")
+VIOLATIONS_LISTED_MAX = 20
+
+
+def status_counts(status: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(status.astype(np.int64), minlength=STATUS_COUNT)
+    return {STATUS_NAMES[c]: int(counts[c]) for c in range(STATUS_COUNT)}
+
+
+def ledger_sums_from_balances(balances: Balances) -> dict[int, tuple[int, int, int, int]]:
+    """Per-ledger sums of the four fields as exact Python ints (summed in 32-bit halves)."""
+    sums = {}
+    for ledger in np.unique(balances.ledger).tolist():
+        on = balances.ledger == ledger
+        fields = []
+        for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
+            column = getattr(balances, name)[on]
+            fields.append((int(np.sum(column >> 32)) << 32) + int(np.sum(column & 0xFFFFFFFF)))
+        sums[int(ledger)] = tuple(fields)
+    return sums
+
+
+def final_invariants(accounts: Accounts, balances: Balances, running_sums: dict) -> list[dict]:
+    """Double entry and overdraft on the final balances, and agreement with the running sums."""
+    from sim.engine import violation
+
+    problems = []
+    recomputed = ledger_sums_from_balances(balances)
+    for ledger, (dp, dpo, cp, cpo) in recomputed.items():
+        if dpo != cpo or dp != cp:
+            problems.append(violation("double_entry", None, f"final balances: double entry broken on ledger {ledger}"))
+    if recomputed != {int(k): tuple(v) for k, v in running_sums.items()}:
+        problems.append(violation("double_entry", None, "final balances disagree with the shards' running sums"))
+    flagged = (accounts.flags & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
+    over = flagged & (balances.debits_posted > balances.credits_posted - balances.debits_pending)
+    if over.any():
+        first = int(np.flatnonzero(over)[0])
+        problems.append(violation("overdraft", None, f"final balances: {int(over.sum())} accounts overdrawn,"
+                                                     f" first id {int(accounts.id[first])}"))
+    return problems
+
+
+def latency_summary(latency_ms: list[float]) -> dict:
+    if not latency_ms:
+        return {"p50": None, "p99": None, "max": None}
+    values = np.asarray(latency_ms)
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)),
+            "max": float(values.max())}
+
+
+def result_digest(status: np.ndarray, balances: Balances) -> str:
+    """sha256 of what was computed: statuses then the four balance columns, little-endian."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(status, "<u2").tobytes())
+    digest.update(np.ascontiguousarray(balances.id, "<u8").tobytes())
+    for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
+        digest.update(np.ascontiguousarray(getattr(balances, name), "<i8").tobytes())
+    return digest.hexdigest()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES_REPORTED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["git_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = done.stdout.strip()
+    if not commit:
+        return None
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def hardware() -> dict:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {"cores": os.cpu_count(), "memory_bytes": memory, "machine": platform.machine(),
+            "system": platform.system(), "processor": platform.processor() or None}
+
+
+def format_table(summary: dict) -> str:
+    """The human summary `xpay run` / `xpay replay` print."""
+    inv = summary["invariants"]
+    lat = summary["epoch_latency_ms"]
+    mix = ", ".join(f"{name} {count:,}" for name, count in summary["status_counts"].items() if count)
+    divergence = summary["strict_serial_divergence"]
+    rows = [
+        ("rows", f"{summary['rows']:,} in {summary['epochs']:,} epochs"),
+        ("committed", f"{summary['committed']:,}"),
+        ("status mix", mix),
+        ("shards", f"{summary['shards']} ({summary['configuration']['transport']})"),
+        ("engine time", f"{summary['engine_seconds']:.3f} s (start-up {summary['startup_seconds']:.1f} s, "
+                        f"reading {summary['read_seconds']:.1f} s, not included)"),
+        ("throughput", f"{summary['rows_per_s']:,.0f} rows/s, {summary['committed_per_s']:,.0f} committed/s"),
+        ("epoch latency", f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}"),
+        ("invariants", ", ".join(f"{k} {'held' if v else 'BROKEN'}" for k, v in inv.items())),
+        ("strict-serial divergence", "n/a" if divergence is None else f"{divergence:.4%} of rows"),
+        ("memory per account", f"{summary['engine_bytes_per_account']:.1f} bytes in the shards"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"

@@ -1,0 +1,164 @@
+"""One engine run end to end: hosts up, epochs through, checks, files and summary out.
+
+Shared by ``xpay replay`` (files written by anyone) and ``xpay run`` (a built-in workload):
+both hand over accounts and transfers and get back the summary dict that is also written to
+``DIR/summary.json``, beside ``DIR/results.parquet`` and ``DIR/balances.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim import files
+from sim.columns import Accounts, Transfers
+from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
+from sim.engine import Engine, EngineResult, live_ids_hint, local_hosts, split_epochs
+from sim.errors import BalanceOverflowError
+from sim.report import (
+    VIOLATIONS_LISTED_MAX,
+    final_invariants,
+    format_table,
+    hardware,
+    latency_summary,
+    result_digest,
+    status_counts,
+    versions,
+)
+
+
+@dataclass
+class RunOptions:
+    shards: int = 4
+    window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS
+    address: str | None = None  # join this Ray cluster (else RAY_ADDRESS, else a local Ray)
+    in_process: bool = False  # every shard in this process, no Ray (one core's worth)
+    strict_serial: bool = True  # measure the strict-serial divergence
+    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+
+
+def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: RunOptions,
+           read_seconds: float = 0.0, configuration: dict | None = None) -> dict:
+    """Run transfers through the sharded engine; write results, balances and summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    hosts, host_info = _start_hosts(accounts, transfers, options)
+    startup_seconds = time.perf_counter() - started
+    try:
+        engine = Engine(accounts, hosts, options.window_epochs)
+        result = _run_with_progress(engine, transfers, options)
+    except BalanceOverflowError as error:
+        _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
+        raise
+    finally:
+        hosts.close()
+    divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
+    summary = _summary(accounts, transfers, result, options, host_info, configuration or {})
+    summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds,
+                   strict_serial_divergence=divergence, strict_serial_seconds=strict_seconds)
+    files.write_results(out_dir / "results.parquet", transfers.id, result.status, transfers.epoch)
+    files.write_balances(out_dir / "balances.parquet", result.balances)
+    _write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions):
+    hint = live_ids_hint(transfers, options.window_epochs, options.shards)
+    if options.in_process:
+        return local_hosts(accounts, options.shards, options.window_epochs, hint), {"transport": "in_process"}
+    from actors.ray_hosts import RayHosts, start_ray
+
+    ray_info = start_ray(options.address)
+    hosts = RayHosts(accounts, options.shards, options.window_epochs, hint)
+    return hosts, {"transport": hosts.transport, "ray": ray_info}
+
+
+def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions) -> EngineResult:
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    if not show:
+        return engine.run(split_epochs(transfers))
+    from tqdm import tqdm
+
+    with tqdm(total=len(transfers), unit="row", unit_scale=True, desc="engine", file=sys.stderr) as bar:
+        done = [0]
+
+        def on_epoch(epochs: int, rows: int) -> None:
+            bar.update(rows - done[0])
+            done[0] = rows
+
+        return engine.run(split_epochs(transfers), on_epoch=on_epoch)
+
+
+def _strict_serial_divergence(accounts, transfers, result, options) -> tuple[float | None, float]:
+    if not options.strict_serial or len(transfers) == 0:
+        return None, 0.0
+    from sim.serial import run_serial
+
+    started = time.perf_counter()
+    try:
+        strict = run_serial(accounts, transfers, strict_serial=True, window_epochs=options.window_epochs)
+    except BalanceOverflowError:
+        return None, time.perf_counter() - started
+    divergence = float(np.mean(strict.status != result.status))
+    return divergence, time.perf_counter() - started
+
+
+def _summary(accounts, transfers, result: EngineResult, options: RunOptions, host_info: dict,
+             configuration: dict) -> dict:
+    m = result.metrics
+    violations = list(m.invariant_violations)
+    violations += final_invariants(accounts, result.balances, result.ledger_sums)
+    one_result = len(result.status) == len(transfers) and bool((result.status < STATUS_COUNT).all())
+    seconds = m.engine_seconds
+    return {
+        "completed": True,
+        "rows": int(m.rows),
+        "epochs": int(m.epochs),
+        "committed": int(m.committed),
+        "status_counts": status_counts(result.status),
+        "shards": options.shards,
+        "engine_seconds": seconds,
+        "rows_per_s": m.rows / seconds if seconds > 0 else None,
+        "committed_per_s": m.committed / seconds if seconds > 0 else None,
+        "epoch_latency_ms": latency_summary(m.epoch_latency_ms),
+        "invariants": {
+            "double_entry": not any(v["invariant"] == "double_entry" for v in violations),
+            "overdraft": not any(v["invariant"] == "overdraft" for v in violations),
+            "one_result_per_row": one_result,
+        },
+        "invariant_boundaries_checked": int(m.boundaries_checked),
+        "invariant_violations": violations[:VIOLATIONS_LISTED_MAX],
+        "engine_bytes_per_account": m.bytes_per_account,
+        "accounts": len(accounts),
+        "result_sha256": result_digest(result.status, result.balances),
+        "configuration": {**configuration, **host_info, "shards": options.shards,
+                          "window_epochs": options.window_epochs, "in_process": options.in_process},
+        "versions": versions(),
+        "hardware": hardware(),
+    }
+
+
+def all_invariants_held(summary: dict) -> bool:
+    return all(summary["invariants"].values())
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
