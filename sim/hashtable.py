@@ -68,35 +68,57 @@ def group_by_shard(shard, shard_count):
     return order, offsets
 
 
+TABLE_CAPACITY_MAX = 2**32 - 1
+
+
 def pow2_at_least(n: int) -> int:
     n = max(int(n), TABLE_CAPACITY_MIN)
     return 1 << (n - 1).bit_length()
+
+
+def table_capacity(slots: float) -> int:
+    """A table size: any integer (multiply-shift needs no power of two), within limits."""
+    capacity = max(int(slots) + 1, TABLE_CAPACITY_MIN)
+    assert capacity <= TABLE_CAPACITY_MAX, f"table of {capacity} slots is past the 2**32 limit"
+    return capacity
+
+
+_LOW_32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(inline="always", cache=True)
+def home_slot(key, capacity):
+    """First probe slot of key in a table of any capacity < 2**32 (multiply-shift range)."""
+    return np.int64(((mix64(key) & _LOW_32) * np.uint64(capacity)) >> _S32)
 
 
 @numba.njit(inline="always", cache=True)
 def find_slot(table, key):
     """Slot of a record table holding key, or the empty slot where it would go.
 
-    The caller keeps the table at most half full, so the probe always ends.
+    The caller keeps the table at most two-thirds full, so the probe always ends.
     """
-    mask = np.int64(table.shape[0] - 1)
-    slot = np.int64(mix64(key)) & mask
+    capacity = table.shape[0]
+    slot = home_slot(key, capacity)
     while True:
         k = table[slot, 0]
         if k == key or k == 0:
             return slot
-        slot = (slot + 1) & mask
+        slot += 1
+        if slot == capacity:
+            slot = 0
 
 
 @numba.njit(cache=True)
 def build_account_index(keys, capacity):
     """int32 slots of (position + 1) into keys; 0 is empty. keys unique and non-zero."""
     index = np.zeros(capacity, np.int32)
-    mask = np.int64(capacity - 1)
     for i in range(len(keys)):
-        slot = np.int64(mix64(keys[i])) & mask
+        slot = home_slot(keys[i], capacity)
         while index[slot] != 0:
-            slot = (slot + 1) & mask
+            slot += 1
+            if slot == capacity:
+                slot = 0
         index[slot] = i + 1
     return index
 
@@ -106,16 +128,18 @@ def account_position(index, keys, key):
     """Position of key in keys, -1 when absent."""
     if key == 0:
         return np.int64(-1)
-    mask = np.int64(len(index) - 1)
-    slot = np.int64(mix64(key)) & mask
+    capacity = len(index)
+    slot = home_slot(key, capacity)
     while True:
         p = np.int64(index[slot])
         if p == 0:
             return np.int64(-1)
         if keys[p - 1] == key:
             return p - 1
-        slot = (slot + 1) & mask
+        slot += 1
+        if slot == capacity:
+            slot = 0
 
 
 def account_index_capacity(account_count: int) -> int:
-    return pow2_at_least(int(account_count * ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN) + 1)
+    return table_capacity(account_count * ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN)

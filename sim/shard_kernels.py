@@ -190,9 +190,7 @@ def check_funds(balances, rows):
     """
     n = len(rows)
     status = np.zeros(n, np.uint8)
-    capacity = 16
-    while capacity < 2 * n:
-        capacity *= 2
+    capacity = 2 * n + 16
     reserved = np.zeros((capacity, 2), np.int64)  # [position + 1, reserved amount]
     for i in range(n):
         position = rows[i, 0]

@@ -22,7 +22,7 @@ import numpy as np
 
 from sim import shard_kernels as K
 from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
-from sim.hashtable import account_index_capacity, build_account_index, pow2_at_least
+from sim.hashtable import account_index_capacity, build_account_index, table_capacity
 
 LEDGER_SLOTS_MAX = 255
 EMPTY_ROWS_2 = np.zeros((0, 2), np.int64)
@@ -39,12 +39,20 @@ class CommitPayload:
     resolve_rows: np.ndarray  # [key, new state]
 
 
-ID_TABLE_SLOTS_PER_LIVE_ID = 3  # load <= 1/2 with room for stale ids between sweeps
+# Record tables are swept (records past their window dropped) once their used slots pass
+# TABLE_LOAD_MAX of capacity, and sized to TABLE_SLOTS_PER_LIVE_RECORD slots per live record:
+# a sweep then leaves the load near 1/3 and the next one comes a window's worth of rows later.
+TABLE_LOAD_MAX = 2 / 3
+TABLE_SLOTS_PER_LIVE_RECORD = 3
+TABLE_SLOTS_MIN = 1024
 
 
-def id_table_capacity(expected_live_ids: int) -> int:
-    """Slots for a shard expecting this many ids inside the idempotency window at once."""
-    return pow2_at_least(max(1024, ID_TABLE_SLOTS_PER_LIVE_ID * int(expected_live_ids)))
+def records_capacity(live_records: int) -> int:
+    return table_capacity(max(TABLE_SLOTS_MIN, TABLE_SLOTS_PER_LIVE_RECORD * int(live_records)))
+
+
+def needs_sweep(used: int, incoming: int, capacity: int) -> bool:
+    return used + incoming > TABLE_LOAD_MAX * capacity
 
 
 def expected_live_ids_per_shard(rows_total: int, rows_per_epoch_max: int, window_epochs: int,
@@ -73,10 +81,10 @@ class ShardState:
         self.balances = np.zeros((len(self.keys), 4), np.int64)
         self.balances.fill(0)  # touch the pages now, not in the hot loop
         self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
-        self.id_table = np.zeros((id_table_capacity(expected_live_ids), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table = np.zeros((records_capacity(expected_live_ids), K.ID_TABLE_COLUMNS), np.int64)
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
-        self.pending_table = np.zeros((pow2_at_least(1024), K.PENDING_TABLE_COLUMNS), np.int64)
+        self.pending_table = np.zeros((records_capacity(0), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_used = 0
         self.heap_time = np.zeros(1024, np.int64)
         self.heap_key = np.zeros(1024, np.int64)
@@ -160,25 +168,28 @@ class ShardState:
 
     # --- table upkeep ---------------------------------------------------------------------
     def _reserve_id_table(self, incoming: int) -> None:
-        if 2 * (self.id_used + incoming) <= len(self.id_table):
+        if not needs_sweep(self.id_used, incoming, len(self.id_table)):
             return
-        self.id_table, live = K.rebuild_id_table(self.id_table, len(self.id_table), self.epoch, self.window_epochs)
-        capacity = pow2_at_least(4 * (live + incoming))
-        if capacity != len(self.id_table):
-            self.id_table, live = K.rebuild_id_table(self.id_table, capacity, self.epoch, self.window_epochs)
-        self.id_used = live
+        self.id_table, self.id_used = _swept(K.rebuild_id_table, self.id_table, incoming,
+                                             self.epoch, self.window_epochs)
 
     def _reserve_pending_table(self, incoming: int, epoch: np.int64) -> None:
         if self.heap_size + incoming > len(self.heap_time):
-            if self.heap_size > 2 * self.pending_used + 1024:
+            if self.heap_size > 2 * self.pending_used + TABLE_SLOTS_MIN:
                 self.heap_size = K.compact_heap(self.pending_table, self.heap_time, self.heap_key, self.heap_size)
-            capacity = pow2_at_least(2 * (self.heap_size + incoming))
+            capacity = 2 * (self.heap_size + incoming) + TABLE_SLOTS_MIN
             self.heap_time = np.resize(self.heap_time, capacity)
             self.heap_key = np.resize(self.heap_key, capacity)
-        if 2 * (self.pending_used + incoming) <= len(self.pending_table):
+        if not needs_sweep(self.pending_used, incoming, len(self.pending_table)):
             return
-        table, live = K.rebuild_pending_table(self.pending_table, len(self.pending_table), epoch, self.window_epochs)
-        capacity = pow2_at_least(4 * (live + incoming))
-        if capacity != len(table):
-            table, live = K.rebuild_pending_table(table, capacity, epoch, self.window_epochs)
-        self.pending_table, self.pending_used = table, live
+        self.pending_table, self.pending_used = _swept(K.rebuild_pending_table, self.pending_table,
+                                                       incoming, epoch, self.window_epochs)
+
+
+def _swept(rebuild, table: np.ndarray, incoming: int, epoch: np.int64, window: int) -> tuple:
+    """The table without records past their window, grown if the live ones need the room."""
+    swept, live = rebuild(table, len(table), epoch, window)
+    capacity = records_capacity(live + incoming)
+    if capacity > len(swept):
+        swept, live = rebuild(swept, capacity, epoch, window)
+    return swept, live
