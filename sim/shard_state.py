@@ -11,7 +11,8 @@ A shard owns the accounts, transfer ids and pending transfers whose keys hash to
 
 The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
 last), so an epoch costs two round trips. Memory per account: 8 (id) + 32 (four balances) +
-1 (flags) + 1 (ledger slot) + 4 x 1.5..3 (index) bytes = 48..54 bytes.
+1 (flag) + 1 (ledger slot) + 4 x 1.5 (index) = 48 bytes; transfer ids in the idempotency
+window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96 bytes.
 """
 
 from __future__ import annotations
@@ -74,9 +75,8 @@ class ShardState:
         self.shard_index = shard_index
         self.window_epochs = int(window_epochs)
         self.keys = np.ascontiguousarray(account_ids).view(np.int64).copy()
-        self.ledger = np.ascontiguousarray(account_ledgers, np.uint32).copy()
         self.flagged = (np.asarray(account_flags) & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
-        self.ledger_slot = np.searchsorted(ledger_values, self.ledger).astype(np.uint8)
+        self.ledger_slot = np.searchsorted(ledger_values, np.asarray(account_ledgers)).astype(np.uint8)
         self.index = build_account_index(self.keys, account_index_capacity(len(self.keys)))
         self.balances = np.zeros((len(self.keys), 4), np.int64)
         self.balances.fill(0)  # touch the pages now, not in the hot loop
@@ -93,7 +93,7 @@ class ShardState:
 
     def nbytes_per_account(self) -> float:
         n = max(len(self.keys), 1)
-        account_arrays = (self.keys, self.ledger, self.flagged, self.ledger_slot, self.index, self.balances)
+        account_arrays = (self.keys, self.flagged, self.ledger_slot, self.index, self.balances)
         return sum(a.nbytes for a in account_arrays) / n
 
     # --- call 1 ---------------------------------------------------------------------------
