@@ -30,6 +30,10 @@ from collections import namedtuple
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
 from sim.constants import (
@@ -72,7 +76,7 @@ from sim.constants import (
     TRANSFER_FLAGS_KNOWN,
 )
 from sim.errors import BalanceOverflowError
-from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, pow2_at_least
+from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, mix64, pow2_at_least
 from sim.reference import ReferenceResult
 
 UINT64_MAX = 2**64 - 1
@@ -88,8 +92,9 @@ A_DEBITS_PENDING, A_DEBITS_POSTED, A_CREDITS_PENDING, A_CREDITS_POSTED = 0, 1, 2
 A_RESERVED, A_RESERVED_STAMP, A_GUARDED = 4, 5, 6
 ACCOUNT_COLUMNS = 8  # one 64-byte line per account
 
-# Account index [capacity, 2]: account id, dense position.
-X_KEY, X_POSITION = 0, 1
+# Account index [capacity, 2]: account id, entry = dense position | ledger << 32.
+X_KEY, X_ENTRY = 0, 1
+NOT_FOUND = -1  # no entry is -1: positions are below 2**31
 # Id table [capacity, 2]: transfer id, the first row with it (its epoch and fields).
 I_KEY, I_ROW = 0, 1
 ID_COLUMNS = 2
@@ -107,6 +112,10 @@ C_WINDOW_ROW = 6  # first row whose epoch is within the window of the current ep
 COUNTER_COUNT = 7
 # Overflow report [3]: global row (-1 when none), account position, balance column.
 E_ROW, E_ACCOUNT, E_FIELD = 0, 1, 2
+
+# Rows looked ahead: the hash slot and account rows of row i + PREFETCH_DISTANCE are fetched
+# into cache while row i is evaluated.
+PREFETCH_DISTANCE = 16
 
 # Kernels that allocate nothing are compiled without NRT reference counting (numba's `_nrt`
 # flag; numba is pinned): they only borrow arrays their caller owns, and refcounting every array
@@ -165,7 +174,7 @@ def run_serial(
 def _account_index(accounts: Accounts) -> np.ndarray:
     keys = np.ascontiguousarray(accounts.id).view(np.int64)
     index = np.zeros((pow2_at_least(2 * len(keys) + 1), 2), np.int64)
-    bad = _fill_account_index(index, keys)
+    bad = _fill_account_index(index, keys, accounts.ledger)
     if bad >= 0:
         raise ValueError(f"account id {int(accounts.id[bad])} is zero or not unique.")
     return index
@@ -182,7 +191,7 @@ def _rows_of(transfers: Transfers, index: np.ndarray, accounts: Accounts) -> Row
     credit_position = np.empty(n, np.int32)
     static_status = np.empty(n, np.uint8)
     positions = (debit_position, credit_position, static_status)
-    _prepass(index, accounts.ledger, as_int64["debit_account"], as_int64["credit_account"],
+    _prepass(index, as_int64["debit_account"], as_int64["credit_account"],
              as_int64["amount"], as_int64["ledger"], as_int64["flags"], as_int64["pending_id"],
              as_int64["timeout_s"], positions)
     return Rows(
@@ -212,7 +221,7 @@ def _epoch_starts(transfers: Transfers) -> np.ndarray:
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _fill_account_index(index, keys):
+def _fill_account_index(index, keys, ledgers):
     """Fill an empty index; the position of the first zero or repeated key, else -1."""
     for i in range(len(keys)):
         if keys[i] == 0:
@@ -221,38 +230,69 @@ def _fill_account_index(index, keys):
         if index[slot, X_KEY] != 0:
             return i
         index[slot, X_KEY] = keys[i]
-        index[slot, X_POSITION] = i
+        index[slot, X_ENTRY] = i | (np.int64(ledgers[i]) << 32)
     return -1
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _position(index, key):
+def _account_entry(index, key):
+    """position | ledger << 32 of an account id, NOT_FOUND when absent."""
     if key == 0:
-        return -1
+        return NOT_FOUND
     slot = find_slot(index, key)
     if index[slot, X_KEY] == 0:
-        return -1
-    return index[slot, X_POSITION]
+        return NOT_FOUND
+    return index[slot, X_ENTRY]
+
+
+@intrinsic
+def _prefetch_row(typingctx, table, row):
+    """Ask the CPU to fetch the line of table[row, 0] (a hint: no fault, no effect on results)."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        stride = cgutils.unpack_tuple(builder, array.strides)[0]
+        base = builder.ptrtoint(array.data, ir.IntType(64))
+        address = builder.add(base, builder.mul(args[1], stride))
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        # read, highest temporal locality, data cache
+        builder.call(prefetch, [builder.inttoptr(address, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(table, types.intp), codegen
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _prepass(index, account_ledger, debit, credit, amount, ledger, flags, pending_id, timeout_s,
-             out):
+def _slot_of(table, key):
+    return np.int64(mix64(key)) & np.int64(table.shape[0] - 1)
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _prepass(index, debit, credit, amount, ledger, flags, pending_id, timeout_s, out):
     """Fill out = (debit position, credit position, status of checks 6..14) of every row;
     positions are -1 for an unknown account."""
     debit_position, credit_position, static_status = out
-    for i in range(len(debit)):
-        d = _position(index, debit[i])
-        c = _position(index, credit[i])
-        debit_position[i] = d
-        credit_position[i] = c
+    n = len(debit)
+    for i in range(n):
+        if i + PREFETCH_DISTANCE < n:
+            _prefetch_row(index, _slot_of(index, debit[i + PREFETCH_DISTANCE]))
+            _prefetch_row(index, _slot_of(index, credit[i + PREFETCH_DISTANCE]))
+        d = _account_entry(index, debit[i])
+        c = _account_entry(index, credit[i])
+        debit_position[i] = d & 0xFFFFFFFF if d != NOT_FOUND else -1
+        credit_position[i] = c & 0xFFFFFFFF if c != NOT_FOUND else -1
         s = _shape_status(flags[i], pending_id[i], timeout_s[i], debit[i], credit[i], amount[i])
         if s == OK:
-            if d < 0:
+            if d == NOT_FOUND:
                 s = DEBIT_ACCOUNT_NOT_FOUND
-            elif c < 0:
+            elif c == NOT_FOUND:
                 s = CREDIT_ACCOUNT_NOT_FOUND
-            elif ledger[i] != account_ledger[d] or ledger[i] != account_ledger[c]:
+            elif ledger[i] != (d >> 32) & 0xFFFFFFFF or ledger[i] != (c >> 32) & 0xFFFFFFFF:
                 s = LEDGER_MISMATCH
         static_status[i] = s
 
@@ -314,7 +354,7 @@ def _run(rows, starts, accounts, status, error, strict, window):
         hi = starts[e + 1]
         epoch = rows.epoch[lo]
         new_pending = _count_pending_rows(rows.flags, lo, hi)
-        _advance_window_row(rows.epoch, counters, epoch, window)
+        counters[C_WINDOW_ROW] = _window_row(rows.epoch, counters, epoch, window)
         id_table = _room_for_ids(id_table, counters, hi - lo)
         pending_table = _room_for_pending(pending_table, counters, new_pending, epoch, window)
         heap = _room_in_heap(heap, pending_table, counters, new_pending)
@@ -336,6 +376,8 @@ def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters
     counters[C_STAMP] += 1
     chain_start = lo
     for i in range(lo, open_start):
+        if i + PREFETCH_DISTANCE < open_start:
+            _prefetch_ahead(rows, i + PREFETCH_DISTANCE, accounts, id_table)
         status[i] = _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch,
                               window)
         if (rows.flags[i] & FLAG_LINKED) == 0:
@@ -359,6 +401,15 @@ def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters
                 return False
             chain_start = i + 1
     return True
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _prefetch_ahead(rows, i, accounts, id_table):
+    """Start fetching what row i will read: its id's slot and its accounts' rows."""
+    _prefetch_row(id_table, _slot_of(id_table, rows.id[i]))
+    if rows.static_status[i] == OK:
+        _prefetch_row(accounts, rows.debit_position[i])
+        _prefetch_row(accounts, rows.credit_position[i])
 
 
 # --- evaluation: the checks in LEDGER_SPEC.md order ---------------------------------------------
@@ -604,11 +655,52 @@ def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _advance_window_row(epochs, counters, epoch, window):
+def _window_row(epochs, counters, epoch, window):
+    """The first row whose epoch is within the window of epoch (epochs never go down)."""
     row = counters[C_WINDOW_ROW]
     while not _within_window(epoch, epochs[row], window):
         row += 1
-    counters[C_WINDOW_ROW] = row
+    return row
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _purge_ids(id_table, window_row):
+    """Delete, in place, the records of rows before window_row; returns the records left.
+
+    One sweep in slot order from just after an empty slot, so every cluster is met from its
+    start and the back-shifts of _delete_slot only move records not yet visited."""
+    mask = id_table.shape[0] - 1
+    start = 0
+    while id_table[start, I_KEY] != 0:
+        start += 1
+    live = 0
+    k = start
+    for _ in range(mask):
+        k = (k + 1) & mask
+        while id_table[k, I_KEY] != 0 and id_table[k, I_ROW] < window_row:
+            _delete_slot(id_table, k)
+        if id_table[k, I_KEY] != 0:
+            live += 1
+    return live
+
+
+@numba.njit(**_NO_REFCOUNTS)
+def _delete_slot(table, hole):
+    """Empty one slot of a linear-probing table, shifting back the records after it that
+    would no longer be found (so no tombstones are needed)."""
+    mask = table.shape[0] - 1
+    k = hole
+    while True:
+        k = (k + 1) & mask
+        key = table[k, 0]
+        if key == 0:
+            break
+        home = _slot_of(table, key)
+        if ((k - home) & mask) >= ((k - hole) & mask):  # home is not in (hole, k]
+            _copy_row(table, k, table, hole)
+            hole = k
+    for column in range(table.shape[1]):
+        table[hole, column] = 0
 
 
 @numba.njit(**_NO_REFCOUNTS)
@@ -622,23 +714,29 @@ def _count_pending_rows(flags, lo, hi):
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _capacity_for(count):
-    """A power of two holding count records at most a third full."""
+def _capacity_for(count, factor):
+    """A power of two holding count records at most 1/factor full."""
     capacity = TABLE_CAPACITY_MIN
-    while capacity < 3 * count:
+    while capacity < factor * count:
         capacity *= 2
     return capacity
 
 
 @numba.njit(cache=True)
 def _room_for_ids(id_table, counters, incoming):
-    """The id table, rebuilt without records past the window if incoming ids could fill it
-    past half."""
-    if 2 * (counters[C_IDS_USED] + incoming) <= id_table.shape[0]:
+    """The id table with room for incoming ids at most half full: when needed, records past
+    the window are purged in place, and the table is resized unless they leave it between a
+    quarter and a 32nd full (so purges, each one sweep, come at most every capacity/4 rows)."""
+    capacity = id_table.shape[0]
+    if 2 * (counters[C_IDS_USED] + incoming) <= capacity:
         return id_table
-    live = _copy_live_ids(id_table, id_table[:0], counters[C_WINDOW_ROW])
-    out = np.zeros((_capacity_for(live + incoming), ID_COLUMNS), np.int64)
-    counters[C_IDS_USED] = _copy_live_ids(id_table, out, counters[C_WINDOW_ROW])
+    counters[C_IDS_USED] = _purge_ids(id_table, counters[C_WINDOW_ROW])
+    needed = counters[C_IDS_USED] + incoming
+    if 4 * needed <= capacity and (32 * needed >= capacity or capacity == TABLE_CAPACITY_MIN):
+        return id_table
+    out = np.zeros((_capacity_for(needed, 4), ID_COLUMNS), np.int64)
+    copied = _copy_live_ids(id_table, out, counters[C_WINDOW_ROW])
+    assert copied == counters[C_IDS_USED]
     return out
 
 
@@ -650,15 +748,14 @@ def _copy_row(source, source_row, target, target_row):
 
 @numba.njit(**_NO_REFCOUNTS)
 def _copy_live_ids(id_table, out, window_row):
-    """Count the records within the window (row >= window_row), and copy them into out unless
-    it is empty. In slot order, so that the writes into out run nearly in order too."""
+    """Copy the records within the window (row >= window_row) into out; how many. In slot
+    order, so that the writes into out run nearly in order too."""
     live = 0
     for slot in range(id_table.shape[0]):
         key = id_table[slot, I_KEY]
         if key != 0 and id_table[slot, I_ROW] >= window_row:
             live += 1
-            if out.shape[0] > 0:
-                _copy_row(id_table, slot, out, find_slot(out, key))
+            _copy_row(id_table, slot, out, find_slot(out, key))
     return live
 
 
@@ -677,7 +774,7 @@ def _room_for_pending(pending_table, counters, incoming, epoch, window):
     if 2 * (counters[C_PENDING_USED] + incoming) <= pending_table.shape[0]:
         return pending_table
     live = _copy_live_pending(pending_table, pending_table[:0], epoch, window)
-    out = np.zeros((_capacity_for(live + incoming), PENDING_COLUMNS), np.int64)
+    out = np.zeros((_capacity_for(live + incoming, 3), PENDING_COLUMNS), np.int64)
     counters[C_PENDING_USED] = _copy_live_pending(pending_table, out, epoch, window)
     return out
 
