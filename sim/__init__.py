@@ -1,0 +1,37 @@
+"""xpay-sim's ledger: semantics, kernels, engine, files and command line.
+
+Importing the package points numba's on-disk cache at a folder named after a hash of this
+package's sources. Numba invalidates a cached kernel only when its own file changes, not when
+an inlined helper in another module does; keying the folder on every source file makes a
+stale kernel impossible (every process, Ray workers included, computes the same folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def _numba_cache_dir() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return str(base / "xpay-sim" / "numba" / digest.hexdigest()[:16])
+
+
+def _point_numba_cache() -> None:
+    if os.environ.get("XPAY_NUMBA_CACHE_KEYED", "1") == "0":
+        return
+    folder = _numba_cache_dir()
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    try:
+        import numba.core.config as numba_config
+    except ImportError:  # numba not installed: nothing to point
+        return
+    numba_config.CACHE_DIR = folder
+
+
+_point_numba_cache()

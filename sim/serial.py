@@ -76,7 +76,7 @@ from sim.constants import (
     TRANSFER_FLAGS_KNOWN,
 )
 from sim.errors import BalanceOverflowError
-from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, mix64, pow2_at_least
+from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, home_slot, pow2_at_least
 from sim.reference import ReferenceResult
 
 UINT64_MAX = 2**64 - 1
@@ -269,7 +269,8 @@ def _prefetch_row(typingctx, table, row):
 
 @numba.njit(**_NO_REFCOUNTS)
 def _slot_of(table, key):
-    return np.int64(mix64(key)) & np.int64(table.shape[0] - 1)
+    """The home slot find_slot starts from (tables here keep power-of-two capacities)."""
+    return home_slot(key, table.shape[0])
 
 
 @numba.njit(**_NO_REFCOUNTS)
