@@ -119,13 +119,14 @@ ACTOR_START_TIMEOUT_S = 300
 
 
 def _shard_cpus(shard_count: int) -> float:
-    """Logical CPUs per shard actor: 1, or a fair share of the free CPUs when shards outnumber
-    them (the engine deliberately runs K actors on fewer cores; they take turns)."""
-    free = ray.available_resources().get("CPU", 0.0)
-    share = min(float(SHARD_CPUS), free / shard_count)
-    if share < 0.01:
-        raise RuntimeError(f"cannot place {shard_count} shard actors: the Ray cluster has {free:g} CPUs free")
-    return share
+    """Logical CPUs per shard actor: 1, or a fair share when shards outnumber the CPUs (the
+    engine deliberately runs K actors on fewer cores; they take turns). One share is left
+    over so a run never waits on CPUs that another small actor holds; actors that wait for
+    a killed run's CPUs to come back start once they do (see _wait_ready)."""
+    total = ray.cluster_resources().get("CPU", 0.0)
+    if total <= 0:
+        raise RuntimeError("the Ray cluster has no CPUs to place shard actors on")
+    return min(float(SHARD_CPUS), total / (shard_count + 1))
 
 
 def _wait_ready(actors: list) -> list:
