@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -21,6 +24,9 @@ _S31 = np.uint64(31)
 _S32 = np.uint64(32)
 
 TABLE_CAPACITY_MIN = 16
+# Rows looked ahead by the probing kernels: the cache line of row i + PREFETCH_DISTANCE is
+# requested while row i is worked on, so several memory misses are in flight at once.
+PREFETCH_DISTANCE = 16
 ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN = 1.5  # load <= 2/3 keeps linear probes short
 
 
@@ -143,3 +149,22 @@ def account_position(index, keys, key):
 
 def account_index_capacity(account_count: int) -> int:
     return table_capacity(account_count * ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN)
+
+
+@intrinsic
+def prefetch_row(typingctx, table, row):
+    """Ask the CPU to fetch the cache line of table[row] (a hint: no fault, no effect on results)."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        stride = cgutils.unpack_tuple(builder, array.strides)[0]
+        base = builder.ptrtoint(array.data, ir.IntType(64))
+        address = builder.add(base, builder.mul(args[1], stride))
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(prefetch, [builder.inttoptr(address, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(table, types.intp), codegen

@@ -20,6 +20,7 @@ from sim.columns import Accounts, Transfers
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, live_ids_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError
+from sim.warmup import warm_up
 from sim.report import (
     VIOLATIONS_LISTED_MAX,
     final_invariants,
@@ -70,6 +71,7 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
 
 def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions):
     hint = live_ids_hint(transfers, options.window_epochs, options.shards)
+    warm_up()  # compile (or load) every kernel now, not inside the timed epochs
     if options.in_process:
         return local_hosts(accounts, options.shards, options.window_epochs, hint), {"transport": "in_process"}
     from actors.ray_hosts import RayHosts, start_ray

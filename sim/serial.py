@@ -267,7 +267,7 @@ def _prefetch_row(typingctx, table, row):
     return types.void(table, types.intp), codegen
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _slot_of(table, key):
     """The home slot find_slot starts from (tables here keep power-of-two capacities)."""
     return home_slot(key, table.shape[0])
@@ -298,7 +298,7 @@ def _prepass(index, debit, credit, amount, ledger, flags, pending_id, timeout_s,
         static_status[i] = s
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _kind(flags):
     if flags & FLAG_PENDING:
         return KIND_PENDING
@@ -404,7 +404,7 @@ def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters
     return True
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _prefetch_ahead(rows, i, accounts, id_table):
     """Start fetching what row i will read: its id's slot and its accounts' rows."""
     _prefetch_row(id_table, _slot_of(id_table, rows.id[i]))
@@ -416,12 +416,12 @@ def _prefetch_ahead(rows, i, accounts, id_table):
 # --- evaluation: the checks in LEDGER_SPEC.md order ---------------------------------------------
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _within_window(epoch_now, epoch_then, window):
     return np.uint64(epoch_now - epoch_then) <= window
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, window):
     """The row's status; a passing row takes its tentative effect (reservation or mark)."""
     if rows.id[i] == 0:
@@ -438,7 +438,7 @@ def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, windo
     return _check_funds(rows, i, accounts, counters[C_STAMP])
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _same_fields(rows, a, b):
     """The eight fields `exists` compares (flags include the LINKED bit)."""
     return (
@@ -453,7 +453,7 @@ def _same_fields(rows, a, b):
     )
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _check_id(rows, i, id_table, pending_table, counters, epoch, window):
     """exists / exists_with_different_fields, or OK after recording row i as the id's first."""
     key = rows.id[i]
@@ -474,7 +474,7 @@ def _check_id(rows, i, id_table, pending_table, counters, epoch, window):
     return EXISTS if _same_fields(rows, seen, i) else EXISTS_WITH_DIFFERENT_FIELDS
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     """Checks 15..20 of a POST or VOID row; a passing row marks the pending transfer."""
     key = rows.pending_id[i]
@@ -503,7 +503,7 @@ def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     return OK
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _check_funds(rows, i, accounts, stamp):
     """Check 21; a passing row reserves its amount on a guarded debit account (others are
     never checked, so their reservations are not kept)."""
@@ -525,7 +525,7 @@ def _check_funds(rows, i, accounts, stamp):
 # --- commit ------------------------------------------------------------------------------------
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, status, error,
                   epoch):
     """Commit rows [start, stop) if all passed, else passed ones get linked_event_failed.
@@ -547,7 +547,7 @@ def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, st
     return True
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
     kind = _kind(rows.flags[i])
     amount = rows.amount[i]
@@ -573,7 +573,7 @@ def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
     return True
 
 
-@numba.njit(**_NO_REFCOUNTS)
+@numba.njit(inline="always", **_NO_REFCOUNTS)
 def _add_pair(accounts, error, i, d, d_column, c, c_column, amount):
     """Add amount to two fields, unless one would pass 2**63-1 (the debit side named first)."""
     if accounts[d, d_column] > INT64_MAX - amount:

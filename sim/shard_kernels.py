@@ -33,7 +33,13 @@ from sim.constants import (
     PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     PENDING_TRANSFER_NOT_FOUND,
 )
-from sim.hashtable import account_position, find_slot, mix64
+from sim.hashtable import (
+    PREFETCH_DISTANCE,
+    account_position,
+    find_slot,
+    home_slot,
+    prefetch_row,
+)
 
 # Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
 DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
@@ -83,7 +89,10 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
     """
     status = np.zeros(len(rows), np.uint8)
     added = 0
-    for i in range(len(rows)):
+    n = len(rows)
+    for i in range(n):
+        if i + PREFETCH_DISTANCE < n:
+            prefetch_row(id_table, home_slot(rows[i + PREFETCH_DISTANCE, 0], id_table.shape[0]))
         key = rows[i, 0]
         slot = find_slot(id_table, key)
         if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
@@ -193,6 +202,8 @@ def check_funds(balances, rows):
     capacity = 2 * n + 16
     reserved = np.zeros((capacity, 2), np.int64)  # [position + 1, reserved amount]
     for i in range(n):
+        if i + PREFETCH_DISTANCE < n:
+            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, 0])
         position = rows[i, 0]
         slot = find_slot(reserved, position + 1)
         reserved[slot, 0] = position + 1
@@ -234,7 +245,10 @@ def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, poste
     position or -1). Stops at an overflow: the run ends there.
     """
     overdrawn = np.int64(-1)
-    for i in range(len(rows)):
+    n = len(rows)
+    for i in range(n):
+        if i + PREFETCH_DISTANCE < n:
+            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, 0])
         position = rows[i, 0]
         posted_delta = rows[i, 1]
         pending_delta = rows[i, 2]
@@ -260,9 +274,10 @@ ACCOUNT_INFO_FLAGGED = 1 << 8  # info = (ledger slot + 1) | flagged bit; 0 when 
 @numba.njit(cache=True)
 def lookup_accounts(index, keys, ledger_slot, flagged, wanted):
     """(position int32, info uint16) of each wanted account key; position -1 when absent."""
-    position = np.empty(len(wanted), np.int32)
-    info = np.zeros(len(wanted), np.uint16)
-    for i in range(len(wanted)):
+    n = len(wanted)
+    position = np.empty(n, np.int32)
+    info = np.zeros(n, np.uint16)
+    for i in range(n):
         p = account_position(index, keys, wanted[i])
         position[i] = p
         if p >= 0:
