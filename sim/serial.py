@@ -12,11 +12,18 @@ How it is laid out:
 - one kernel then walks the epochs: expiry at the epoch's start (a binary heap), evaluation of
   every row in file order, commit at each chain's end (strict) or at the epoch's end;
 - state lives in preallocated row-major int64 tables: one row per account (four balance fields
-  plus the reservation of the current epoch or chain), and two tables keyed by transfer id
-  (column 0, 0 = empty): the first row of each id within the idempotency window, and each
-  committed PENDING transfer still pending or resolved within the window. Records point at
-  their row of the workload for every field the rules read. The tables are rebuilt, dropping
-  records past the windows, before an epoch could fill them past half.
+  plus the reservation of the current epoch or chain), and two linear-probing tables keyed by
+  transfer id (sim.hashtable.find_slot; column 0, 0 = empty): the first row of each id within
+  the idempotency window, and each committed PENDING transfer still pending or resolved within
+  the window. Records point at their row of the workload for every field the rules read; as
+  epochs never go down, an id record is within the window exactly when its row is at or after
+  the window's first row. Before an epoch could fill a table past half, records past the
+  windows are dropped (the id table is purged in place, the small pending table rebuilt) and
+  the table resized if need be, so memory follows the window, not the run.
+
+Speed: the hot kernels are inlined and compiled without NRT reference counting, and the
+evaluation loop prefetches the id slot and account rows of the row PREFETCH_DISTANCE ahead
+(random accesses into tables far bigger than the caches are what costs).
 
 Tentative effects are tagged with a stamp (one per epoch, or one per chain in strict mode): a
 reservation or a post/void mark counts only while its stamp is the current one, so nothing
@@ -130,7 +137,7 @@ Rows = namedtuple(
 )
 
 
-# --- the entry point --------------------------------------------------------------------------
+# --- the entry point -----------------------------------------------------------------------------
 
 
 def run_serial(
@@ -217,7 +224,7 @@ def _epoch_starts(transfers: Transfers) -> np.ndarray:
     return np.concatenate(([0], change, [len(epoch)])).astype(np.int64)
 
 
-# --- prepass: account positions and the checks that read only the row -----------------------
+# --- prepass: account positions and the checks that read only the row ----------------------------
 
 
 @numba.njit(**_NO_REFCOUNTS)
@@ -340,7 +347,7 @@ def _shape_status(flags, pending_id, timeout_s, debit, credit, amount):
     return OK
 
 
-# --- the run: epochs in order -----------------------------------------------------------------
+# --- the run: epochs in order --------------------------------------------------------------------
 
 
 @numba.njit(cache=True)
@@ -413,7 +420,7 @@ def _prefetch_ahead(rows, i, accounts, id_table):
         _prefetch_row(accounts, rows.credit_position[i])
 
 
-# --- evaluation: the checks in LEDGER_SPEC.md order ---------------------------------------------
+# --- evaluation: the checks in LEDGER_SPEC.md order ----------------------------------------------
 
 
 @numba.njit(inline="always", **_NO_REFCOUNTS)
@@ -463,7 +470,8 @@ def _check_id(rows, i, id_table, pending_table, counters, epoch, window):
         seen = id_table[slot, I_ROW]  # epochs never go down: later rows are within the window
     if seen < 0 and counters[C_STILL_PENDING] > 0:
         pslot = find_slot(pending_table, key)
-        if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
+        held = pending_table[pslot, P_STATE] == PENDING_STATE_PENDING
+        if pending_table[pslot, P_KEY] == key and held:
             seen = pending_table[pslot, P_ROW]  # a still-pending transfer keeps its id taken
     if seen < 0:
         if id_table[slot, I_KEY] == 0:
@@ -487,7 +495,8 @@ def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     ):
         return PENDING_TRANSFER_NOT_FOUND
     p = pending_table[slot, P_ROW]
-    if rows.debit[i] != rows.debit[p] or rows.credit[i] != rows.credit[p] or rows.ledger[i] != rows.ledger[p]:
+    if (rows.debit[i] != rows.debit[p] or rows.credit[i] != rows.credit[p]
+            or rows.ledger[i] != rows.ledger[p]):
         return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
     mark = pending_table[slot, P_MARK] if pending_table[slot, P_MARK_STAMP] == stamp else 0
     if state == PENDING_STATE_POSTED or mark == PENDING_STATE_POSTED:
@@ -499,7 +508,9 @@ def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     if kind == KIND_POST and rows.amount[i] > rows.amount[p]:
         return EXCEEDS_PENDING_AMOUNT
     pending_table[slot, P_MARK_STAMP] = stamp
-    pending_table[slot, P_MARK] = PENDING_STATE_POSTED if kind == KIND_POST else PENDING_STATE_VOIDED
+    pending_table[slot, P_MARK] = (
+        PENDING_STATE_POSTED if kind == KIND_POST else PENDING_STATE_VOIDED
+    )
     return OK
 
 
@@ -522,7 +533,7 @@ def _check_funds(rows, i, accounts, stamp):
     return OK
 
 
-# --- commit ------------------------------------------------------------------------------------
+# --- commit --------------------------------------------------------------------------------------
 
 
 @numba.njit(inline="always", **_NO_REFCOUNTS)
@@ -651,7 +662,8 @@ def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
         if (pending_table[slot, P_KEY] == key
                 and pending_table[slot, P_SEQUENCE] == sequence
                 and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
-            _resolve(rows, accounts, pending_table, counters, slot, PENDING_STATE_EXPIRED, epoch)
+            _resolve(rows, accounts, pending_table, counters, slot, PENDING_STATE_EXPIRED,
+                     epoch)
     counters[C_HEAP_SIZE] = size
 
 
@@ -671,6 +683,7 @@ def _purge_ids(id_table, window_row):
     One sweep in slot order from just after an empty slot, so every cluster is met from its
     start and the back-shifts of _delete_slot only move records not yet visited."""
     mask = id_table.shape[0] - 1
+    assert (mask + 1) & mask == 0  # id tables keep power-of-two capacities
     start = 0
     while id_table[start, I_KEY] != 0:
         start += 1
@@ -687,8 +700,8 @@ def _purge_ids(id_table, window_row):
 
 @numba.njit(**_NO_REFCOUNTS)
 def _delete_slot(table, hole):
-    """Empty one slot of a linear-probing table, shifting back the records after it that
-    would no longer be found (so no tombstones are needed)."""
+    """Empty one slot of a linear-probing table of power-of-two capacity, shifting back the
+    records after it that would no longer be found (so no tombstones are needed)."""
     mask = table.shape[0] - 1
     k = hole
     while True:
@@ -805,7 +818,7 @@ def _room_in_heap(heap, pending_table, counters, incoming):
     return out
 
 
-# --- binary heap on (expires_at_us, sequence) ------------------------------------------------------
+# --- binary heap on (expires_at_us, sequence) ----------------------------------------------------
 
 
 @numba.njit(**_NO_REFCOUNTS)

@@ -317,21 +317,22 @@ def create_pending(pending_table, heap_time, heap_key, heap_size, rows):
         pending_table[slot, P_SIM_TIME] = rows[i, 1]
         for f in range(FIELD_COUNT):
             pending_table[slot, P_FIELDS + f] = rows[i, 2 + f]
-        expire_at = _expire_at(rows[i, 1], rows[i, 2 + FIELD_TIMEOUT])
-        if expire_at >= 0:
+        expires, expire_at = _expire_at(rows[i, 1], rows[i, 2 + FIELD_TIMEOUT])
+        if expires:
             size = _heap_push(heap_time, heap_key, size, expire_at, key)
     return added, size
 
 
 @numba.njit(inline="always", cache=True)
 def _expire_at(sim_time_us, timeout_s):
-    """Expiry instant in µs, -1 for never (timeout 0, or past the int64 range)."""
+    """(expires, instant in µs): never for timeout 0, nor past the int64 range (no epoch can
+    start that late). sim_time_us may be negative."""
     if timeout_s == 0:
-        return np.int64(-1)
+        return False, np.int64(0)
     span = timeout_s * MICROSECONDS_PER_SECOND
     if sim_time_us > INT64_MAX - span:
-        return np.int64(-1)
-    return sim_time_us + span
+        return False, np.int64(0)
+    return True, sim_time_us + span
 
 
 @numba.njit(cache=True)
@@ -360,7 +361,8 @@ def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoc
         slot = find_slot(pending_table, key)
         if pending_table[slot, P_KEY] != key or pending_table[slot, P_STATE] != PENDING_STATE_PENDING:
             continue  # resolved earlier; the heap entry is stale
-        if _expire_at(pending_table[slot, P_SIM_TIME], pending_table[slot, P_FIELDS + FIELD_TIMEOUT]) != due:
+        expires, expire_at = _expire_at(pending_table[slot, P_SIM_TIME], pending_table[slot, P_FIELDS + FIELD_TIMEOUT])
+        if not expires or expire_at != due:
             continue  # a newer pending transfer took this id
         pending_table[slot, P_STATE] = PENDING_STATE_EXPIRED
         pending_table[slot, P_RESOLVED_EPOCH] = epoch_now

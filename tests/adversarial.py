@@ -69,7 +69,8 @@ def adversarial_workload(seed: int, rows: int, account_count: int = 6) -> tuple[
     timeout = np.where(rng.random(n) < 0.02, 1, timeout).astype(np.uint32)
     _copy_some_rows(rng, n, ids, debit, credit, amount, ledger, flags, pending_id, timeout)
     epoch = np.cumsum(rng.choice([0, 0, 0, 0, 0, 1, 1, 2, 4], n)).astype(np.uint64) + np.uint64(rng.integers(0, 3))
-    sim_time = np.cumsum(rng.integers(0, 1_500_000, n)).astype(np.int64)
+    start_us = rng.choice(np.array([0, -10_000_000, 2**40], np.int64))  # negative times are valid
+    sim_time = np.cumsum(rng.integers(0, 1_500_000, n)).astype(np.int64) + start_us
     code = rng.integers(0, 16, n).astype(np.uint16)
     transfers = Transfers.from_columns(
         id=ids, epoch=epoch, sim_time_us=sim_time, debit_account=debit, credit_account=credit,
@@ -148,7 +149,7 @@ def _with_funding(accounts: Accounts, transfers: Transfers) -> Transfers:
     m = len(rows)
     funding = Transfers.from_columns(
         id=np.uint64(2**63 + 7) + np.arange(m, dtype=np.uint64),
-        epoch=np.full(m, first_epoch - 1, np.uint64), sim_time_us=np.zeros(m, np.int64),
+        epoch=np.full(m, first_epoch - 1, np.uint64), sim_time_us=np.full(m, transfers.sim_time_us[0], np.int64),
         debit_account=[r[0] for r in rows], credit_account=[r[1] for r in rows],
         amount=np.full(m, 100, np.int64), ledger=[r[2] for r in rows], code=np.full(m, 8, np.uint16),
         flags=np.zeros(m, np.uint16), pending_id=np.zeros(m, np.uint64), timeout_s=np.zeros(m, np.uint32))

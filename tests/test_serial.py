@@ -27,7 +27,8 @@ from sim.constants import (
 )
 from sim.errors import BalanceOverflowError
 from sim.reference import run_reference
-from sim.serial import run_serial
+from sim.hashtable import find_slot
+from sim.serial import ID_COLUMNS, _purge_ids, run_serial
 
 UINT64_TOP = 2**64 - 1
 EPOCH_BASES = (1, 2**63 - 3, 2**64 - 10**6)
@@ -37,7 +38,7 @@ TIMEOUT_CHOICES_S = (0, 0, 1, 1, 2, 3, 2**32 - 1)
 RUN_UP_ID_BASE = 2**62  # ids of the run-up rows, apart from the random pool
 
 
-# --- workload builders -----------------------------------------------------------------------------
+# --- workload builders ---------------------------------------------------------------------------
 
 
 def _pick(rng: np.random.Generator, items) -> int:
@@ -196,7 +197,7 @@ def assert_same_as_reference(accounts, transfers, window: int) -> None:
         assert got == expected, f"strict_serial={strict}"
 
 
-# --- properties ------------------------------------------------------------------------------------
+# --- properties ----------------------------------------------------------------------------------
 
 
 @settings(max_examples=150, deadline=None)
@@ -238,7 +239,30 @@ def test_adversarial_workloads_reach_every_status_and_overflow():
     assert overflows > 0
 
 
-# --- examples --------------------------------------------------------------------------------------
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), capacity_log2=st.integers(4, 9),
+       load=st.floats(0.05, 0.5), window_share=st.floats(0, 1))
+def test_id_purge_keeps_exactly_the_records_within_the_window(seed, capacity_log2, load,
+                                                              window_share):
+    """The in-place purge (linear-probing deletion with back-shifts) loses no live record."""
+    rng = np.random.default_rng(seed)
+    table = np.zeros((1 << capacity_log2, ID_COLUMNS), np.int64)
+    keys = np.unique(rng.integers(1, 2**63, int(load * len(table)) + 1))
+    rng.shuffle(keys)
+    for row, key in enumerate(keys):  # the row a record holds is its insertion order
+        slot = find_slot(table, key)
+        table[slot] = (key, row)
+    window_row = int(window_share * len(keys))
+    assert _purge_ids(table, window_row) == len(keys) - window_row
+    for row, key in enumerate(keys):
+        slot = find_slot(table, key)
+        assert (table[slot, 0] == key) == (row >= window_row)
+        if row >= window_row:
+            assert table[slot, 1] == row
+    assert np.count_nonzero(table[:, 0]) == len(keys) - window_row
+
+
+# --- examples ------------------------------------------------------------------------------------
 
 SYSTEM, ALICE, BOB = 2**64 - 7, 2**63 + 5, 11
 ACCOUNTS = Accounts.from_columns(id=[SYSTEM, ALICE, BOB], ledger=[1, 1, 1],
