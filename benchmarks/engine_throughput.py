@@ -109,14 +109,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the JSON report here too")
+    parser.add_argument("--write-workload", default=None, metavar="DIR",
+                        help="only write the workload (accounts.parquet, workload.parquet) to DIR, for xpay replay")
     args = parser.parse_args(argv)
-    report = run_benchmark(SMOKE if args.smoke else REAL, args.shards, args.seed)
+    size = SMOKE if args.smoke else REAL
+    if args.write_workload:
+        write_workload(size, args.seed, args.write_workload)
+        return 0
+    report = run_benchmark(size, args.shards, args.seed)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
     return 0 if report["equal_results"] else 1
+
+
+def write_workload(size: BenchSize, seed: int, folder: str) -> None:
+    from pathlib import Path
+
+    from sim import files
+
+    accounts, transfers = plain_transfer_workload(
+        size.accounts, size.transfers, size.rows_per_epoch, ZIPF_EXPONENT, np.random.default_rng(seed))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    files.write_accounts(Path(folder) / "accounts.parquet", accounts)
+    files.write_workload(Path(folder) / "workload.parquet", transfers)
+    _say(f"wrote {len(accounts):,} accounts and {len(transfers):,} rows to {folder}")
 
 
 def run_benchmark(size: BenchSize, shards: int, seed: int) -> dict:
