@@ -24,7 +24,6 @@ from sim.warmup import warm_up
 from sim.report import (
     VIOLATIONS_LISTED_MAX,
     final_invariants,
-    format_table,
     hardware,
     latency_summary,
     result_digest,

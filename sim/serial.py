@@ -37,16 +37,10 @@ from collections import namedtuple
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
 from sim.constants import (
     ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
-    ACCOUNTS_MUST_BE_DIFFERENT,
-    AMOUNT_MAX,
     CREDIT_ACCOUNT_NOT_FOUND,
     DEBIT_ACCOUNT_NOT_FOUND,
     EXCEEDS_CREDITS,
@@ -57,18 +51,14 @@ from sim.constants import (
     FLAG_PENDING,
     FLAG_POST_PENDING_TRANSFER,
     FLAG_VOID_PENDING_TRANSFER,
-    FLAGS_ARE_MUTUALLY_EXCLUSIVE,
     ID_MUST_NOT_BE_ZERO,
     IDEMPOTENCY_WINDOW_EPOCHS,
     INT64_MAX,
-    INVALID_AMOUNT,
     LEDGER_MISMATCH,
     LINKED_EVENT_CHAIN_OPEN,
     LINKED_EVENT_FAILED,
     MICROSECONDS_PER_SECOND,
     OK,
-    PENDING_ID_MUST_BE_ZERO,
-    PENDING_ID_MUST_NOT_BE_ZERO,
     PENDING_STATE_EXPIRED,
     PENDING_STATE_PENDING,
     PENDING_STATE_POSTED,
@@ -79,19 +69,17 @@ from sim.constants import (
     PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     PENDING_TRANSFER_NOT_FOUND,
     STATUS_DTYPE,
-    TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
     TRANSFER_FLAGS_KNOWN,
 )
 from sim.errors import BalanceOverflowError
-from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, home_slot, pow2_at_least
+from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, home_slot, pow2_at_least, prefetch_row
 from sim.reference import ReferenceResult
 
 UINT64_MAX = 2**64 - 1
 ACCOUNT_COUNT_MAX = 2**31 - 1  # dense positions are int32
 
 # What a row does once its flags passed check 6.
-KIND_PLAIN, KIND_PENDING, KIND_POST, KIND_VOID = 0, 1, 2, 3
-_FLAGS_UNKNOWN = 0xFFFF & ~TRANSFER_FLAGS_KNOWN
+from sim.rowchecks import KIND_PENDING, KIND_PLAIN, KIND_POST, KIND_VOID, _local_status, transfer_kind  # noqa: E402
 
 # Account table [accounts, 8]: the four balance fields in BALANCE_FIELDS order, then the
 # reservation, the stamp it belongs to, and the DEBITS_MUST_NOT_EXCEED_CREDITS flag.
@@ -252,26 +240,7 @@ def _account_entry(index, key):
     return index[slot, X_ENTRY]
 
 
-@intrinsic
-def _prefetch_row(typingctx, table, row):
-    """Ask the CPU to fetch the line of table[row, 0] (a hint: no fault, no effect on results)."""
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        stride = cgutils.unpack_tuple(builder, array.strides)[0]
-        base = builder.ptrtoint(array.data, ir.IntType(64))
-        address = builder.add(base, builder.mul(args[1], stride))
-        byte_pointer = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
-            "llvm.prefetch.p0",
-        )
-        # read, highest temporal locality, data cache
-        builder.call(prefetch, [builder.inttoptr(address, byte_pointer), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(table, types.intp), codegen
+_prefetch_row = prefetch_row
 
 
 @numba.njit(inline="always", **_NO_REFCOUNTS)
@@ -318,33 +287,8 @@ def _kind(flags):
 
 @numba.njit(**_NO_REFCOUNTS)
 def _shape_status(flags, pending_id, timeout_s, debit, credit, amount):
-    """Checks 6..11, as the reference's _check_shape."""
-    exclusive = (
-        (1 if flags & FLAG_PENDING else 0)
-        + (1 if flags & FLAG_POST_PENDING_TRANSFER else 0)
-        + (1 if flags & FLAG_VOID_PENDING_TRANSFER else 0)
-    )
-    if flags & _FLAGS_UNKNOWN or exclusive > 1:
-        return FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    kind = _kind(flags)
-    refers_to_pending = kind == KIND_POST or kind == KIND_VOID
-    if not refers_to_pending and pending_id != 0:
-        return PENDING_ID_MUST_BE_ZERO
-    if refers_to_pending and pending_id == 0:
-        return PENDING_ID_MUST_NOT_BE_ZERO
-    if kind != KIND_PENDING and timeout_s != 0:
-        return TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-    if debit == credit:
-        return ACCOUNTS_MUST_BE_DIFFERENT
-    if kind == KIND_VOID:
-        valid = amount == 0
-    elif kind == KIND_POST:
-        valid = amount > 0
-    else:
-        valid = amount > 0 and amount <= AMOUNT_MAX
-    if not valid:
-        return INVALID_AMOUNT
-    return OK
+    """Checks 6..11: the engine's own row-local checks (sim.rowchecks)."""
+    return _local_status(transfer_kind(flags), pending_id, timeout_s, debit, credit, amount)
 
 
 # --- the run: epochs in order --------------------------------------------------------------------
