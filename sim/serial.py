@@ -69,7 +69,6 @@ from sim.constants import (
     PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     PENDING_TRANSFER_NOT_FOUND,
     STATUS_DTYPE,
-    TRANSFER_FLAGS_KNOWN,
 )
 from sim.errors import BalanceOverflowError
 from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, home_slot, pow2_at_least, prefetch_row
