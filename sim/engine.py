@@ -32,7 +32,7 @@ from sim.constants import (
     SHARD_COUNT_MIN,
     STATUS_COUNT,
 )
-from sim.errors import BalanceOverflowError
+from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.hashtable import shard_of
 from sim.hosts import LocalHosts, ShardHosts
 from sim.routing import (
@@ -101,6 +101,7 @@ class EngineMetrics:
     invariant_violations: list = field(default_factory=list)
     boundaries_checked: int = 0
     bytes_per_account: float = 0.0
+    audit: list = field(default_factory=list)  # per boundary and ledger, see audit_row()
 
 
 @dataclass
@@ -115,7 +116,10 @@ class Engine:
     """K shards (in-process or Ray actors) over one set of accounts."""
 
     def __init__(self, accounts: Accounts, hosts: ShardHosts,
-                 window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS):
+                 window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS, stop_on_violation: bool = False):
+        """stop_on_violation: raise InvariantViolation at the first broken invariant (else
+        record it in the metrics and go on)."""
+        self.stop_on_violation = stop_on_violation
         self.accounts = accounts
         self.hosts = hosts
         self.shard_count = hosts.shard_count
@@ -291,16 +295,21 @@ class Engine:
         metrics.epoch_latency_ms.append((time.perf_counter() - submitted) * 1000.0)
         self._sums = _total_sums(self.ledger_values, [r["sums"] for r in results])
         metrics.boundaries_checked += 1
+        found = []
+        overdrawn = [r["overdrawn"] for r in results if r.get("overdrawn") is not None]
         for ledger, (dp, dpo, cp, cpo) in self._sums.items():
-            if dpo != cpo or dp != cp:
-                metrics.invariant_violations.append(violation(
+            balanced = dpo == cpo and dp == cp
+            metrics.audit.append(audit_row(plan.epoch, ledger, (dp, dpo, cp, cpo), balanced, not overdrawn))
+            if not balanced:
+                found.append(violation(
                     "double_entry", plan.epoch,
                     f"double entry broken on ledger {_ledger_name(ledger)} (debits_posted {dpo} vs"
                     f" credits_posted {cpo}, debits_pending {dp} vs credits_pending {cp})"))
-        for r in results:
-            if r.get("overdrawn") is not None:
-                metrics.invariant_violations.append(violation(
-                    "overdraft", plan.epoch, f"account {r['overdrawn']}: debits exceed its credits"))
+        for account in overdrawn:
+            found.append(violation("overdraft", plan.epoch, f"account {account}: debits exceed its credits"))
+        metrics.invariant_violations.extend(found)
+        if found and self.stop_on_violation:
+            raise InvariantViolation(f"epoch {plan.epoch}: {found[0]['message']}; the run stopped")
 
     def _final(self, status: np.ndarray, metrics: EngineMetrics) -> EngineResult:
         states = self.hosts.collect(self.hosts.submit("final_state", [() for _ in range(self.shard_count)]))
@@ -320,6 +329,15 @@ class Engine:
             debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
             credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
         return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
+
+
+def audit_row(epoch: int, ledger: int, sums: tuple, balanced: bool, overdraft_held: bool) -> dict:
+    """One ledger at one epoch boundary: the four sums (exact Python ints) and the verdicts
+    (overdraft_held is for the whole boundary: every debited account, all ledgers)."""
+    dp, dpo, cp, cpo = sums
+    return {"epoch": int(epoch), "ledger": int(ledger), "debits_pending": dp, "debits_posted": dpo,
+            "credits_pending": cp, "credits_posted": cpo, "double_entry": balanced,
+            "overdraft": overdraft_held}
 
 
 def violation(invariant: str, epoch: int | None, message: str) -> dict:

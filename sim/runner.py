@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from sim import files
 from sim.columns import Accounts, Transfers
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, live_ids_hint, local_hosts, split_epochs
-from sim.errors import BalanceOverflowError
+from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.warmup import warm_up
 from sim.report import (
     VIOLATIONS_LISTED_MAX,
@@ -39,6 +40,7 @@ class RunOptions:
     address: str | None = None  # join this Ray cluster (else RAY_ADDRESS, else a local Ray)
     in_process: bool = False  # every shard in this process, no Ray (one core's worth)
     strict_serial: bool = True  # measure the strict-serial divergence
+    stop_on_violation: bool = True  # a broken invariant stops the run (exit 1)
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
 
 
@@ -51,9 +53,9 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     hosts, host_info = _start_hosts(accounts, transfers, options)
     startup_seconds = time.perf_counter() - started
     try:
-        engine = Engine(accounts, hosts, options.window_epochs)
+        engine = Engine(accounts, hosts, options.window_epochs, options.stop_on_violation)
         result = _run_with_progress(engine, transfers, options)
-    except BalanceOverflowError as error:
+    except (BalanceOverflowError, InvariantViolation) as error:
         _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
         raise
     finally:
@@ -64,6 +66,7 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
                    strict_serial_divergence=divergence, strict_serial_seconds=strict_seconds)
     files.write_results(out_dir / "results.parquet", transfers.id, result.status, transfers.epoch)
     files.write_balances(out_dir / "balances.parquet", result.balances)
+    write_audit(out_dir / "audit.parquet", result.metrics.audit)
     _write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -143,6 +146,26 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "versions": versions(),
         "hardware": hardware(),
     }
+
+
+AUDIT_SCHEMA = pa.schema([
+    ("epoch", pa.uint64()), ("ledger", pa.uint32()),
+    ("debits_pending", pa.decimal128(38, 0)), ("debits_posted", pa.decimal128(38, 0)),
+    ("credits_pending", pa.decimal128(38, 0)), ("credits_posted", pa.decimal128(38, 0)),
+    ("double_entry", pa.bool_()), ("overdraft", pa.bool_()),
+])
+
+
+def write_audit(path: Path, audit: list[dict]) -> None:
+    """The invariant time series: per epoch boundary and ledger, exact sums (decimal, since a
+    ledger's total can pass int64) and both verdicts."""
+    import pyarrow.parquet as pq
+
+    columns = {name: [row[name] for row in audit] for name in AUDIT_SCHEMA.names}
+    table = pa.table(columns, schema=AUDIT_SCHEMA)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
 
 
 def all_invariants_held(summary: dict) -> bool:
