@@ -1,7 +1,9 @@
 """Shards as Ray actors: session start-up on this box (or joining a cluster) and the hosts.
 
-A local session binds to 127.0.0.1, has no dashboard, keeps Ray's token authentication on
-(its default since 2.59) and is given explicit CPU and object-store sizes. ``--address`` or
+A local session has no dashboard, keeps Ray's token authentication on (its default since
+2.59; a run refuses RAY_AUTH_MODE=disabled) and is given explicit CPU and object-store sizes.
+It asks for 127.0.0.1, but Ray 2.60 swaps a loopback node address for the machine's own and
+its GCS and raylet listen on every interface: token authentication is what guards them. ``--address`` or
 ``RAY_ADDRESS`` joins an existing cluster instead; nothing is started then.
 """
 
@@ -43,7 +45,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
         configure_logging=True,
         logging_level="warning",
     )
-    return {"address": "local", "local": True, "node_ip": "127.0.0.1"}
+    return {"address": "local", "local": True,
+            "node_ip": ray._private.worker.global_worker.node.node_ip_address, "auth": "token"}
 
 
 def stop_ray() -> None:

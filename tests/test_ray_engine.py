@@ -119,3 +119,21 @@ def test_balance_overflow_stops_with_exit_1(ray_session, tmp_path, capsys):
     assert len(err) == 1
     assert "overflow" in err[0] and "row 1023" in err[0]
     assert not (tmp_path / "out" / "results.parquet").exists()
+
+
+def test_token_authentication_cannot_be_switched_off(ray_session):
+    import os
+
+    import ray
+
+    from actors.ray_hosts import start_ray
+
+    assert os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled"
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        ray.shutdown()
+        with pytest.raises(RuntimeError, match="token authentication"):
+            start_ray()
+    finally:
+        del os.environ["RAY_AUTH_MODE"]
+        start_ray(num_cpus=4, object_store_bytes=512 * 1024**2)
