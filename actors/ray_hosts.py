@@ -19,6 +19,7 @@ from sim.columns import Accounts
 from sim.engine import check_shard_count
 from sim.hashtable import shard_of
 from sim.routing import as_bits
+from sim.shard_state import TableHint
 from sim.warmup import warm_up
 
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
@@ -62,7 +63,7 @@ class RayHosts:
     """
 
     def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
-                 expected_live_ids: int = 0, use_arenas: bool = True, reuse: list | None = None):
+                 hint: TableHint = TableHint(), use_arenas: bool = True, reuse: list | None = None):
         """reuse: live ShardActor handles to reset and use (at least shard_count; not killed)."""
         from actors.shard_actor import ShardActor
 
@@ -75,7 +76,7 @@ class RayHosts:
         for s in range(shard_count):
             mine = shard == s
             per_shard.append((s, shard_count, accounts.id[mine], accounts.ledger[mine], accounts.flags[mine],
-                              ledger_values, window_epochs, expected_live_ids))
+                              ledger_values, window_epochs, hint))
         if reuse is None:
             warm_up()  # compile once here, so the actors load the kernels from numba's cache
             cpus = _shard_cpus(shard_count)

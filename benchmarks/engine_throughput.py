@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.engine import Engine, live_ids_hint, local_hosts, split_epochs
+from sim.engine import Engine, table_hint, local_hosts, split_epochs
 from sim.report import hardware, result_digest, versions
 from workloads.plain import plain_transfer_workload
 
@@ -51,7 +51,7 @@ def metric(name: str, value: float, kind: str, unit: str) -> dict:
 
 
 def run_in_process(accounts, transfers, shards: int = 1):
-    hosts = local_hosts(accounts, shards, WINDOW_EPOCHS, live_ids_hint(transfers, WINDOW_EPOCHS, shards))
+    hosts = local_hosts(accounts, shards, WINDOW_EPOCHS, table_hint(transfers, WINDOW_EPOCHS, shards))
     return Engine(accounts, hosts, WINDOW_EPOCHS).run(split_epochs(transfers))
 
 
@@ -59,7 +59,7 @@ def run_ray(accounts, transfers, shards: int):
     from actors.ray_hosts import RayHosts
 
     started = time.perf_counter()
-    hosts = RayHosts(accounts, shards, WINDOW_EPOCHS, live_ids_hint(transfers, WINDOW_EPOCHS, shards))
+    hosts = RayHosts(accounts, shards, WINDOW_EPOCHS, table_hint(transfers, WINDOW_EPOCHS, shards))
     startup = time.perf_counter() - started
     try:
         return Engine(accounts, hosts, WINDOW_EPOCHS).run(split_epochs(transfers)), startup, hosts.transport

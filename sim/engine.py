@@ -23,6 +23,7 @@ import numpy as np
 
 from sim.columns import Accounts, Balances, Transfers
 from sim.constants import (
+    FLAG_PENDING,
     IDEMPOTENCY_WINDOW_EPOCHS,
     LEDGER_NAMES,
     OK,
@@ -55,7 +56,7 @@ from sim.rowchecks import (
     row_kinds_and_local_status,
 )
 from sim.shard_kernels import ACCOUNT_INFO_FLAGGED, DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
-from sim.shard_state import CommitPayload, ShardState, expected_live_ids_per_shard
+from sim.shard_state import CommitPayload, ShardState, TableHint, table_hint_per_shard
 
 EMPTY_2 = np.zeros((0, 2), np.int64)
 SIDE_ORDER = {"debit": 0, "credit": 1}
@@ -373,8 +374,8 @@ def split_epochs(transfers: Transfers) -> Iterator[Transfers]:
 
 
 def local_hosts(accounts: Accounts, shard_count: int,
-                window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS, expected_live_ids: int = 0) -> LocalHosts:
-    """expected_live_ids: per shard (see expected_live_ids_per_shard); sizes the id table."""
+                window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS, hint: TableHint = TableHint()) -> LocalHosts:
+    """hint: records per shard (see table_hint); sizes the shards' tables."""
     check_shard_count(shard_count)
     ledger_values = np.unique(accounts.ledger)
     shard = shard_of(as_bits(accounts.id), shard_count)
@@ -382,7 +383,7 @@ def local_hosts(accounts: Accounts, shard_count: int,
     for s in range(shard_count):
         mine = shard == s
         states.append(ShardState(s, shard_count, accounts.id[mine], accounts.ledger[mine],
-                                 accounts.flags[mine], ledger_values, window_epochs, expected_live_ids))
+                                 accounts.flags[mine], ledger_values, window_epochs, hint))
     return LocalHosts(states)
 
 
@@ -394,11 +395,13 @@ def check_shard_count(shard_count: int) -> None:
 def run_local(accounts: Accounts, transfers: Transfers, shard_count: int = 1,
               window_epochs: int = IDEMPOTENCY_WINDOW_EPOCHS) -> EngineResult:
     """The engine with every shard in this process (no Ray): tests and the one-core baseline."""
-    hosts = local_hosts(accounts, shard_count, window_epochs, live_ids_hint(transfers, window_epochs, shard_count))
+    hosts = local_hosts(accounts, shard_count, window_epochs, table_hint(transfers, window_epochs, shard_count))
     return Engine(accounts, hosts, window_epochs).run(split_epochs(transfers))
 
 
-def live_ids_hint(transfers: Transfers, window_epochs: int, shard_count: int) -> int:
+def table_hint(transfers: Transfers, window_epochs: int, shard_count: int) -> TableHint:
+    """Table sizes per shard for running these transfers."""
     bounds = transfers.epoch_bounds()
     widest = max((stop - start for start, stop in bounds), default=0)
-    return expected_live_ids_per_shard(len(transfers), widest, window_epochs, shard_count)
+    pending_rows = int(np.count_nonzero(transfers.flags & FLAG_PENDING))
+    return table_hint_per_shard(len(transfers), widest, pending_rows, window_epochs, shard_count)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from sim import files
 from sim.columns import Accounts, Transfers
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
-from sim.engine import Engine, EngineResult, live_ids_hint, local_hosts, split_epochs
+from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.warmup import warm_up
 from sim.report import (
@@ -72,7 +72,7 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
 
 
 def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions):
-    hint = live_ids_hint(transfers, options.window_epochs, options.shards)
+    hint = table_hint(transfers, options.window_epochs, options.shards)
     warm_up()  # compile (or load) every kernel now, not inside the timed epochs
     if options.in_process:
         return local_hosts(accounts, options.shards, options.window_epochs, hint), {"transport": "in_process"}

@@ -56,11 +56,21 @@ def needs_sweep(used: int, incoming: int, capacity: int) -> bool:
     return used + incoming > TABLE_LOAD_MAX * capacity
 
 
-def expected_live_ids_per_shard(rows_total: int, rows_per_epoch_max: int, window_epochs: int,
-                                shard_count: int) -> int:
-    """Ids a shard holds at most: the window's rows (or all rows), its share plus 10%."""
+@dataclass(frozen=True)
+class TableHint:
+    """Records one shard expects to hold at once, to size its tables up front (no growth in
+    the hot loop); a wrong hint costs a rebuild, never a wrong answer."""
+
+    live_ids: int = 0
+    live_pending: int = 0
+
+
+def table_hint_per_shard(rows_total: int, rows_per_epoch_max: int, pending_rows: int,
+                         window_epochs: int, shard_count: int) -> TableHint:
+    """Ids: the window's rows (or all rows); pending: every PENDING row; a shard's share + 10%."""
     live = min(rows_total, (window_epochs + 1) * rows_per_epoch_max)
-    return int(live / shard_count * 1.1) + 16
+    return TableHint(live_ids=int(live / shard_count * 1.1) + 16,
+                     live_pending=int(pending_rows / shard_count * 1.1) + 16)
 
 
 class ShardState:
@@ -68,7 +78,7 @@ class ShardState:
 
     def __init__(self, shard_index: int, shard_count: int, account_ids: np.ndarray,
                  account_ledgers: np.ndarray, account_flags: np.ndarray,
-                 ledger_values: np.ndarray, window_epochs: int, expected_live_ids: int = 0):
+                 ledger_values: np.ndarray, window_epochs: int, hint: TableHint = TableHint()):
         assert 0 <= shard_index < shard_count
         assert len(account_ids) < 2**31, "a shard holds at most 2**31-1 accounts (int32 positions)"
         assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
@@ -81,13 +91,14 @@ class ShardState:
         self.balances = np.zeros((len(self.keys), 4), np.int64)
         self.balances.fill(0)  # touch the pages now, not in the hot loop
         self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
-        self.id_table = np.zeros((records_capacity(expected_live_ids), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table = np.zeros((records_capacity(hint.live_ids), K.ID_TABLE_COLUMNS), np.int64)
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
-        self.pending_table = np.zeros((records_capacity(0), K.PENDING_TABLE_COLUMNS), np.int64)
+        self.pending_table = np.zeros((records_capacity(hint.live_pending), K.PENDING_TABLE_COLUMNS), np.int64)
+        self.pending_table.fill(0)
         self.pending_used = 0
-        self.heap_time = np.zeros(1024, np.int64)
-        self.heap_key = np.zeros(1024, np.int64)
+        self.heap_time = np.zeros(hint.live_pending + TABLE_SLOTS_MIN, np.int64)
+        self.heap_key = np.zeros(hint.live_pending + TABLE_SLOTS_MIN, np.int64)
         self.heap_size = 0
         self.epoch = None
 

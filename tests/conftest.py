@@ -27,7 +27,7 @@ def actor_pool(ray_session):
     warm_up()
     empty = np.zeros(0, np.uint64)
     actors = [ShardActor.options(num_cpus=0.01).remote(
-        0, 1, empty, empty.astype(np.uint32), empty.astype(np.uint16), np.zeros(0, np.uint32), 100, 0)
+        0, 1, empty, empty.astype(np.uint32), empty.astype(np.uint16), np.zeros(0, np.uint32), 100)
         for _ in range(5)]
     ray.get([a.ready.remote() for a in actors])
     yield actors

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sim.cli import main
-from sim.engine import Engine, live_ids_hint, local_hosts, split_epochs
+from sim.engine import Engine, table_hint, local_hosts, split_epochs
 from sim.errors import InvariantViolation
 from tests.adversarial import adversarial_workload
 
@@ -55,7 +55,7 @@ class LosesCredits:
 
 def test_a_broken_invariant_stops_the_run_naming_epoch_and_ledger():
     accounts, transfers = adversarial_workload(4, 60, 6)
-    hosts = local_hosts(accounts, 2, 3, live_ids_hint(transfers, 3, 2))
+    hosts = local_hosts(accounts, 2, 3, table_hint(transfers, 3, 2))
     engine = Engine(accounts, LosesCredits(hosts), 3, stop_on_violation=True)
     with pytest.raises(InvariantViolation, match=r"epoch \d+: double entry broken on ledger 1"):
         engine.run(split_epochs(transfers))
@@ -63,7 +63,7 @@ def test_a_broken_invariant_stops_the_run_naming_epoch_and_ledger():
 
 def test_without_stopping_the_violations_are_recorded():
     accounts, transfers = adversarial_workload(4, 60, 6)
-    hosts = local_hosts(accounts, 2, 3, live_ids_hint(transfers, 3, 2))
+    hosts = local_hosts(accounts, 2, 3, table_hint(transfers, 3, 2))
     result = Engine(accounts, LosesCredits(hosts), 3).run(split_epochs(transfers))
     kinds = {v["invariant"] for v in result.metrics.invariant_violations}
     assert "double_entry" in kinds
