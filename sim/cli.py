@@ -1,4 +1,9 @@
-"""The ``xpay`` command: replay a workload file, or run a built-in workload end to end.
+"""The ``xpay`` command: replay a workload file, run a scenario end to end, generate or describe one.
+
+    xpay replay --accounts A.parquet --workload W.parquet --out DIR   the engine on any workload
+    xpay run --scenario NAME --seed S                                 generate, then replay
+    xpay generate --scenario NAME --seed S --out DIR                  write the workload files only
+    xpay describe DIR [--json]                                        realised statistics of DIR
 
 Exit status (LEDGER_SPEC.md): 0 when the run completed and every invariant held; 2 with one
 line and no results file when an input is refused; 1 with one line for any other failure.
@@ -85,16 +90,31 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", type=Path, required=True, help="output folder")
     _engine_options(replay, shards_default=4)
     replay.set_defaults(handler=_replay)
-    run = sub.add_parser("run", help="generate a built-in workload and run it through the engine")
-    run.add_argument("--scenario", default="quick", choices=["quick"], help="built-in scenario (default quick)")
-    run.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    run.add_argument("--users", type=_positive, default=None, help="override the scenario's user count")
-    run.add_argument("--epochs", type=_positive, default=None, help="override the traffic epoch count")
-    run.add_argument("--rows-per-epoch", type=_positive, default=None, help="override rows per epoch")
+    run = sub.add_parser("run", help="generate a scenario's workload and run it through the engine")
+    _scenario_options(run)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/SCENARIO-seedSEED)")
     _engine_options(run, shards_default=4)
     run.set_defaults(handler=_run)
+    generate = sub.add_parser("generate", help="write a scenario's accounts.parquet and workload.parquet")
+    _scenario_options(generate)
+    generate.add_argument("--out", type=Path, required=True, help="folder for the two files")
+    generate.set_defaults(handler=_generate)
+    describe = sub.add_parser("describe", help="realised statistics of a workload folder")
+    describe.add_argument("folder", type=Path, metavar="DIR", help="holds accounts.parquet and workload.parquet")
+    describe.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    describe.set_defaults(handler=_describe)
     return parser
+
+
+def _scenario_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default="quick",
+                   help="scenario name: quick, or NAME of workloads/scenarios/NAME.toml (default quick)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sizes = ("scenario quick only: with any of --users/--epochs/--rows-per-epoch, quick uses the"
+             " built-in quickstart generator at these sizes (scenario files are not resized)")
+    p.add_argument("--users", type=_positive, default=None, help=f"user count; {sizes}")
+    p.add_argument("--epochs", type=_positive, default=None, help="traffic epoch count (quick only)")
+    p.add_argument("--rows-per-epoch", type=_positive, default=None, help="rows per epoch (quick only)")
 
 
 def _options(args):
@@ -122,31 +142,59 @@ def _replay(args) -> int:
     return _finish(summary, args.out, args)
 
 
-def _run(args) -> int:
-    import numpy as np
-
-    from sim import files
-    from sim.runner import replay
+def _workload(args):
+    """The scenario's source, materialised: (source, accounts, transfers, generate seconds)."""
     from workloads.base import materialize
-    from workloads.quickstart import QuickstartConfig, QuickstartWorkload
+    from workloads.registry import build_workload
 
-    overrides = {k: v for k, v in (("user_count", args.users), ("epoch_count", args.epochs),
-                                   ("rows_per_epoch", args.rows_per_epoch)) if v is not None}
-    config = QuickstartConfig(**overrides)
-    out = args.out or RUNS_DIR_DEFAULT / f"{args.scenario}-seed{args.seed}"
-    out.mkdir(parents=True, exist_ok=True)
+    overrides = {"user_count": args.users, "epoch_count": args.epochs,
+                 "rows_per_epoch": args.rows_per_epoch}
     started = time.perf_counter()
-    accounts, transfers = materialize(QuickstartWorkload(config, np.random.default_rng(args.seed)))
-    generate_seconds = time.perf_counter() - started
+    source = build_workload(args.scenario, args.seed, overrides)
+    accounts, transfers = materialize(source)
+    return source, accounts, transfers, time.perf_counter() - started
+
+
+def _write_workload(out: Path, accounts, transfers) -> None:
+    from sim import files
+
+    out.mkdir(parents=True, exist_ok=True)
     files.write_accounts(out / "accounts.parquet", accounts)
     files.write_workload(out / "workload.parquet", transfers)
+
+
+def _run(args) -> int:
+    from sim.runner import replay
+    from workloads.registry import workload_configuration
+
+    out = args.out or RUNS_DIR_DEFAULT / f"{Path(args.scenario).stem}-seed{args.seed}"
+    source, accounts, transfers, generate_seconds = _workload(args)
+    _write_workload(out, accounts, transfers)
     configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
-                     "workload": {k: getattr(config, k) for k in config.__dataclass_fields__},
+                     "workload": workload_configuration(source),
                      "generate_seconds": generate_seconds}
     print(f"xpay run: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
           f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
     summary = replay(accounts, transfers, out, _options(args), 0.0, configuration)
     return _finish(summary, out, args)
+
+
+def _generate(args) -> int:
+    _, accounts, transfers, generate_seconds = _workload(args)
+    _write_workload(args.out, accounts, transfers)
+    print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
+          f" {len(transfers):,} rows generated in {generate_seconds:.1f} s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _describe(args) -> int:
+    import json
+
+    from workloads.describe import describe_dir, format_description
+
+    description = describe_dir(args.folder)
+    print(json.dumps(description, indent=2) if args.json else format_description(description))
+    return 0
 
 
 def _finish(summary: dict, out: Path, args) -> int:
