@@ -86,6 +86,7 @@ class RayHosts:
             self.actors = list(reuse[:shard_count])
             ray.get([a.reset.remote(*args) for a, args in zip(self.actors, per_shard)])
         info = _wait_ready(self.actors)
+        self.pids = [i["pid"] for i in info]
         here = ray.get_runtime_context().get_node_id()
         local = all(i["node"] == here for i in info)
         self.transport = "arena" if use_arenas and local and arenas_available() else "object_store"

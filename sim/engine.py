@@ -103,6 +103,8 @@ class EngineMetrics:
     boundaries_checked: int = 0
     bytes_per_account: float = 0.0
     audit: list = field(default_factory=list)  # per boundary and ledger, see audit_row()
+    commit_times: list = field(default_factory=list)  # time.perf_counter() of each commit ack
+    status_counts: np.ndarray = field(default_factory=lambda: np.zeros(STATUS_COUNT, np.int64))
 
 
 @dataclass
@@ -163,10 +165,12 @@ class Engine:
         return np.where(known, slot_in + 1, 0).astype(np.uint16)
 
     # --- the epoch loop -------------------------------------------------------------------
-    def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None) -> EngineResult:
+    def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None,
+            keep_status: bool = True) -> EngineResult:
         """Run every epoch (each a Transfers of one epoch's rows, in order) and finish.
 
-        The driver plans epoch e+1 while the shards evaluate epoch e.
+        The driver plans epoch e+1 while the shards evaluate epoch e. keep_status=False keeps
+        only the status counts (long runs: memory stays flat); result.status is then empty.
         """
         metrics = EngineMetrics()
         statuses: list[np.ndarray] = []
@@ -184,7 +188,9 @@ class Engine:
                 return self.plan(upcoming, after) if upcoming is not None else None
 
             status, commit, next_plan = self._run_epoch(plan, pending_commit, metrics, plan_next)
-            statuses.append(status)
+            metrics.status_counts += np.bincount(status, minlength=STATUS_COUNT)
+            if keep_status:
+                statuses.append(status)
             pending_commit = (plan, commit, submitted)
             metrics.rows += len(plan.rows)
             metrics.epochs += 1
@@ -197,7 +203,7 @@ class Engine:
             self._after_commit(last_plan, results, metrics, submitted)
         metrics.engine_seconds = time.perf_counter() - started
         status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
-        return self._final(status, metrics)
+        return self._final(status, metrics, keep_status)
 
     def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics, plan_next):
         k = self.shard_count
@@ -293,7 +299,9 @@ class Engine:
             local_row = row - plan.row_offset
             field_name = f"{side}s_{BALANCE_COLUMN_NAMES[column]}"
             raise BalanceOverflowError(plan.epoch, row, int(plan.rows.id[local_row]), account, field_name)
-        metrics.epoch_latency_ms.append((time.perf_counter() - submitted) * 1000.0)
+        now = time.perf_counter()
+        metrics.epoch_latency_ms.append((now - submitted) * 1000.0)
+        metrics.commit_times.append(now)
         self._sums = _total_sums(self.ledger_values, [r["sums"] for r in results])
         metrics.boundaries_checked += 1
         found = []
@@ -312,7 +320,7 @@ class Engine:
         if found and self.stop_on_violation:
             raise InvariantViolation(f"epoch {plan.epoch}: {found[0]['message']}; the run stopped")
 
-    def _final(self, status: np.ndarray, metrics: EngineMetrics) -> EngineResult:
+    def _final(self, status: np.ndarray, metrics: EngineMetrics, keep_status: bool) -> EngineResult:
         states = self.hosts.collect(self.hosts.submit("final_state", [() for _ in range(self.shard_count)]))
         n = len(self.accounts)
         bal = np.zeros((n, 4), np.int64)
@@ -323,7 +331,8 @@ class Engine:
             position[mine] = np.arange(len(mine))
         metrics.bytes_per_account = float(np.mean([s["bytes_per_account"] for s in states]))
         sums = _total_sums(self.ledger_values, [s["sums"] for s in states])
-        assert len(status) == metrics.rows
+        assert len(status) == (metrics.rows if keep_status else 0)
+        assert int(metrics.status_counts.sum()) == metrics.rows
         assert (status < STATUS_COUNT).all()
         balances = Balances.from_columns(
             id=self.accounts.id, ledger=self.accounts.ledger,
