@@ -1,0 +1,201 @@
+"""Who exists and who knows whom: the account layout and implicit maps of a scenario.
+
+No per-account object and no per-user table exists: every property of a user is a function
+of its index, computed on numpy arrays when needed, so 550M users cost nothing until their
+accounts are written.
+
+Account index layout (ids are `sparse_ids(index, ID_DOMAIN_ACCOUNT)`):
+- system accounts (flags 0): for USD and EUR the roles treasury (funding), fees, settlement,
+  outside_world, liquidity; for BTC, ETH, USDC the roles liquidity and outside_world;
+- users [user_base, +users): one fiat account each, USD or EUR by the user's community;
+- merchants [merchant_base, +merchants): the USD ones first, then the EUR ones;
+- creators [creator_base, +creators): USD first, then EUR;
+- crypto wallets [wallet_base, +3 * holders): BTC wallets of holders 0..H-1, then ETH, USDC.
+
+Implicit structure:
+- communities: user i belongs to block min(i // size, blocks - 1) (the last block takes the
+  remainder); a block is EUR when a hash of its number falls below `eur_share`;
+- friends: friend k of user i is a hashed member of i's own block (never i), so P2P follows
+  community structure and not a power law;
+- activity ranks: `AffinePermutation`s map Zipf ranks to scattered user (or holder) indices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.constants import (
+    ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, LEDGER_BTC, LEDGER_ETH, LEDGER_EUR, LEDGER_USD,
+    LEDGER_USDC,
+)
+from sim.columns import Accounts
+from workloads.base import ID_DOMAIN_ACCOUNT, _mix63, sparse_ids
+from workloads.scenario import Population
+
+FIAT_LEDGERS = (LEDGER_USD, LEDGER_EUR)
+COIN_LEDGERS = (LEDGER_BTC, LEDGER_ETH, LEDGER_USDC)
+FIAT_ROLES = ("treasury", "fees", "settlement", "outside_world", "liquidity")
+COIN_ROLES = ("liquidity", "outside_world")
+SYSTEM_ACCOUNTS = tuple((ledger, role) for ledger in FIAT_LEDGERS for role in FIAT_ROLES) + tuple(
+    (ledger, role) for ledger in COIN_LEDGERS for role in COIN_ROLES)
+SYSTEM_ACCOUNT_COUNT = len(SYSTEM_ACCOUNTS)
+ACCOUNT_WRITE_CHUNK = 1 << 22
+_SALT_COMMUNITY = np.uint64(0x5EED_C0FFEE)
+_SALT_FRIEND = np.uint64(0x0F_12E4D5)
+HASH_FRACTION_BITS = 52
+
+
+def hash_fraction(values: np.ndarray, salt: np.uint64) -> np.ndarray:
+    """A fixed pseudo-random float in [0, 1) per value (no rng: structure, not a draw)."""
+    mixed = _mix63((values.astype(np.uint64) + salt) & np.uint64(2**63 - 1))
+    return (mixed >> np.uint64(63 - HASH_FRACTION_BITS)).astype(np.float64) / 2.0**52
+
+
+class AffinePermutation:
+    """x -> (x * multiplier + offset) mod n: a bijection of [0, n), O(1) memory.
+
+    The multiplier is drawn coprime to n; n <= 2**31 keeps every product inside int64.
+    """
+
+    def __init__(self, n: int, rng: np.random.Generator):
+        assert 1 <= n <= 2**31, f"n(={n}) out of range"
+        self.n = n
+        multiplier = 1
+        for _ in range(1000):
+            candidate = int(rng.integers(max(1, n // 3), n)) if n > 2 else 1
+            if math.gcd(candidate, n) == 1:
+                multiplier = candidate
+                break
+        self.multiplier = multiplier
+        self.offset = int(rng.integers(0, n))
+        self.inverse_multiplier = pow(multiplier, -1, n) if n > 1 else 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return (x.astype(np.int64) * self.multiplier + self.offset) % self.n
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return ((y.astype(np.int64) - self.offset) % self.n) * self.inverse_multiplier % self.n
+
+
+def split_counts(total: int, eur_share: float) -> tuple[int, int]:
+    """(USD, EUR) counts of `total` accounts: EUR at least 1 when any EUR exists."""
+    if eur_share <= 0.0:
+        return total, 0
+    if eur_share >= 1.0:
+        return 0, total
+    eur = min(total - 1, max(1, round(total * eur_share)))
+    return total - eur, eur
+
+
+class PopulationLayout:
+    """Index ranges, ledgers and the implicit maps of one population."""
+
+    def __init__(self, config: Population, rng: np.random.Generator):
+        self.config = config
+        n = config.users
+        self.user_count = n
+        self.block_count = max(1, n // config.community_size)
+        self.merchant_count = max(2, n // config.users_per_merchant)
+        self.creator_count = max(2, n // config.users_per_creator)
+        self.merchant_split = split_counts(self.merchant_count, config.eur_share)
+        self.creator_split = split_counts(self.creator_count, config.eur_share)
+        self.holder_count = int(n * config.crypto_holder_share)
+        self.user_base = SYSTEM_ACCOUNT_COUNT
+        self.merchant_base = self.user_base + n
+        self.creator_base = self.merchant_base + self.merchant_count
+        self.wallet_base = self.creator_base + self.creator_count
+        self.account_count = self.wallet_base + 3 * self.holder_count
+        self.sender_of_rank = AffinePermutation(n, rng)  # sender rank -> user
+        self.holder_user = AffinePermutation(n, rng)  # holder j (< holder_count) -> user
+
+    # --- ids -------------------------------------------------------------------------------
+    @staticmethod
+    def ids(index: np.ndarray) -> np.ndarray:
+        return sparse_ids(index, ID_DOMAIN_ACCOUNT)
+
+    def system_index(self, ledger: int, role: str) -> int:
+        return SYSTEM_ACCOUNTS.index((ledger, role))
+
+    def system_ids(self, ledger: np.ndarray, role: str) -> np.ndarray:
+        """Ids of one role's system account for each ledger in `ledger` (fiat or coin)."""
+        table = np.zeros(6, np.int64)
+        for code in (FIAT_LEDGERS if role in FIAT_ROLES else ()) + (
+                COIN_LEDGERS if role in COIN_ROLES else ()):
+            table[code] = self.system_index(code, role)
+        return self.ids(table[np.asarray(ledger, np.int64)])
+
+    # --- users -----------------------------------------------------------------------------
+    def block_of(self, user: np.ndarray) -> np.ndarray:
+        return np.minimum(user // self.config.community_size, self.block_count - 1)
+
+    def user_ledger(self, user: np.ndarray) -> np.ndarray:
+        """USD or EUR (uint32) by the user's community."""
+        eur = hash_fraction(self.block_of(user), _SALT_COMMUNITY) < self.config.eur_share
+        return np.where(eur, LEDGER_EUR, LEDGER_USD).astype(np.uint32)
+
+    def friend(self, user: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Friend k of each user: a hashed member of its own community block, never itself."""
+        size = self.config.community_size
+        block = self.block_of(user)
+        start = block * size
+        length = np.where(block == self.block_count - 1, self.user_count - start, size)
+        key = user.astype(np.int64) * self.config.friends_per_user + k
+        position = (_mix63(key.astype(np.uint64) + _SALT_FRIEND) % length.astype(np.uint64))
+        friend = start + position.astype(np.int64)
+        return np.where(friend == user, start + (user - start + 1) % length, friend)
+
+    def user_account_ids(self, user: np.ndarray) -> np.ndarray:
+        return self.ids(self.user_base + user)
+
+    # --- merchants, creators, wallets --------------------------------------------------------
+    def merchant_index(self, rank: np.ndarray, ledger: np.ndarray) -> np.ndarray:
+        """Merchant number of a rank within the merchants of the payer's ledger."""
+        usd_count, eur_count = self.merchant_split
+        eur = ledger == LEDGER_EUR
+        return np.where(eur, usd_count + rank % max(eur_count, 1), rank % max(usd_count, 1))
+
+    def creator_index(self, rank: np.ndarray, ledger: np.ndarray) -> np.ndarray:
+        usd_count, eur_count = self.creator_split
+        eur = ledger == LEDGER_EUR
+        return np.where(eur, usd_count + rank % max(eur_count, 1), rank % max(usd_count, 1))
+
+    def wallet_ids(self, coin: np.ndarray, holder: np.ndarray) -> np.ndarray:
+        """coin 0 BTC, 1 ETH, 2 USDC."""
+        return self.ids(self.wallet_base + coin.astype(np.int64) * self.holder_count + holder)
+
+    # --- accounts file -----------------------------------------------------------------------
+    def accounts(self) -> Accounts:
+        """Every account, in index order (the only place with per-account arrays)."""
+        count = self.account_count
+        ledger = np.empty(count, np.uint32)
+        for index, (code, _) in enumerate(SYSTEM_ACCOUNTS):
+            ledger[index] = code
+        for start in range(self.user_base, self.merchant_base, ACCOUNT_WRITE_CHUNK):
+            stop = min(start + ACCOUNT_WRITE_CHUNK, self.merchant_base)
+            ledger[start:stop] = self.user_ledger(np.arange(start, stop) - self.user_base)
+        for base, (usd_count, eur_count) in ((self.merchant_base, self.merchant_split),
+                                             (self.creator_base, self.creator_split)):
+            ledger[base:base + usd_count] = LEDGER_USD
+            ledger[base + usd_count:base + usd_count + eur_count] = LEDGER_EUR
+        for coin, code in enumerate(COIN_LEDGERS):
+            start = self.wallet_base + coin * self.holder_count
+            ledger[start:start + self.holder_count] = code
+        flags = np.full(count, ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, np.uint16)
+        flags[:SYSTEM_ACCOUNT_COUNT] = 0
+        return Accounts.from_columns(id=self.ids(np.arange(count)), ledger=ledger, flags=flags)
+
+
+def zipf_probability(rank: np.ndarray, rank_count: int, exponent: float) -> np.ndarray:
+    """P(rank) of the bounded Zipf law of `ZipfRanks` (for sizing funding, never drawing)."""
+    exact_count = min(rank_count, 1 << 20)
+    head = float(np.sum(np.arange(1, exact_count + 1, dtype=np.float64) ** -exponent))
+    tail = 0.0
+    if rank_count > exact_count:
+        low, high = exact_count + 0.5, rank_count + 0.5
+        if abs(exponent - 1.0) < 1e-12:
+            tail = math.log(high / low)
+        else:
+            tail = (high ** (1 - exponent) - low ** (1 - exponent)) / (1 - exponent)
+    return (rank.astype(np.float64) + 1.0) ** -exponent / (head + tail)
