@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     describe = sub.add_parser("describe", help="realised statistics of a workload folder")
     describe.add_argument("folder", type=Path, metavar="DIR", help="holds accounts.parquet and workload.parquet")
     describe.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    describe.add_argument("--model-seconds-per-sim-second", type=float, default=None, metavar="X",
+                          help="the workload's clock for the hourly curve and bursts (default: from"
+                               " DIR/workload.toml, written by xpay generate/run, else 1)")
     describe.set_defaults(handler=_describe)
     return parser
 
@@ -155,12 +158,16 @@ def _workload(args):
     return source, accounts, transfers, time.perf_counter() - started
 
 
-def _write_workload(out: Path, accounts, transfers) -> None:
+def _write_workload(out: Path, accounts, transfers, source, args) -> None:
     from sim import files
+    from workloads.describe import CLOCK_FILE, write_clock
 
     out.mkdir(parents=True, exist_ok=True)
     files.write_accounts(out / "accounts.parquet", accounts)
     files.write_workload(out / "workload.parquet", transfers)
+    scenario = getattr(source, "scenario", None)
+    compression = float(scenario.time.compression) if scenario is not None else 1.0
+    write_clock(out / CLOCK_FILE, args.scenario, args.seed, compression)
 
 
 def _run(args) -> int:
@@ -169,7 +176,7 @@ def _run(args) -> int:
 
     out = args.out or RUNS_DIR_DEFAULT / f"{Path(args.scenario).stem}-seed{args.seed}"
     source, accounts, transfers, generate_seconds = _workload(args)
-    _write_workload(out, accounts, transfers)
+    _write_workload(out, accounts, transfers, source, args)
     configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
                      "workload": workload_configuration(source),
                      "generate_seconds": generate_seconds}
@@ -180,8 +187,8 @@ def _run(args) -> int:
 
 
 def _generate(args) -> int:
-    _, accounts, transfers, generate_seconds = _workload(args)
-    _write_workload(args.out, accounts, transfers)
+    source, accounts, transfers, generate_seconds = _workload(args)
+    _write_workload(args.out, accounts, transfers, source, args)
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
           f" {len(transfers):,} rows generated in {generate_seconds:.1f} s -> {args.out}", file=sys.stderr)
     return 0
@@ -192,7 +199,7 @@ def _describe(args) -> int:
 
     from workloads.describe import describe_dir, format_description
 
-    description = describe_dir(args.folder)
+    description = describe_dir(args.folder, args.model_seconds_per_sim_second)
     print(json.dumps(description, indent=2) if args.json else format_description(description))
     return 0
 

@@ -69,21 +69,59 @@ def ledger_name(ledger: int) -> str:
     return LEDGER_NAMES.get(int(ledger), f"ledger_{int(ledger)}")
 
 
-def describe_dir(path) -> dict:
-    """`describe` of DIR/accounts.parquet and DIR/workload.parquet (InputRefused if bad)."""
+CLOCK_FILE = "workload.toml"  # written beside a generated workload: its clock
+
+
+def describe_dir(path, model_seconds_per_sim_second: float | None = None) -> dict:
+    """`describe` of DIR/accounts.parquet and DIR/workload.parquet (InputRefused if bad).
+
+    The clock (model seconds per sim second, for the hourly curve and bursts) comes from the
+    argument, else from DIR/workload.toml when a generator wrote one, else 1.
+    """
     from sim import files
 
     folder = Path(path)
     accounts = files.read_accounts(folder / ACCOUNTS_FILE)
     transfers = files.read_workload(folder / WORKLOAD_FILE)
-    return describe(accounts, transfers)
+    if model_seconds_per_sim_second is None:
+        model_seconds_per_sim_second = read_clock(folder / CLOCK_FILE)
+    return describe(accounts, transfers, model_seconds_per_sim_second)
 
 
-def describe(accounts: Accounts, transfers: Transfers) -> dict:
-    """The realised statistics of a workload (see the module docstring), plain Python values."""
+def read_clock(path: Path) -> float:
+    """model_seconds_per_sim_second from a workload.toml (1.0 when there is none)."""
+    import tomllib
+
+    from sim.errors import InputRefused
+
+    if not path.exists():
+        return 1.0
+    try:
+        value = tomllib.loads(path.read_text()).get("model_seconds_per_sim_second", 1.0)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputRefused(f"{path}: not valid TOML ({error})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InputRefused(f"{path}: model_seconds_per_sim_second must be a number > 0, not {value!r}")
+    return float(value)
+
+
+def write_clock(path: Path, scenario: str, seed: int, model_seconds_per_sim_second: float) -> None:
+    path.write_text(f'scenario = "{scenario}"\nseed = {int(seed)}\n'
+                    f"model_seconds_per_sim_second = {float(model_seconds_per_sim_second)!r}\n")
+
+
+def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_second: float = 1.0) -> dict:
+    """The realised statistics of a workload (see the module docstring), plain Python values.
+
+    Hourly and per-minute figures use model time: sim_time_us x model_seconds_per_sim_second
+    (a scenario may play a model day in a minute of sim time).
+    """
     rows = len(transfers)
     time_us = transfers.sim_time_us
+    model_us = time_us if model_seconds_per_sim_second == 1.0 else (
+        time_us.astype(np.float64) * model_seconds_per_sim_second).astype(np.int64)
     return {
+        "model_seconds_per_sim_second": float(model_seconds_per_sim_second),
         "rows": rows,
         "epochs": _epochs(transfers.epoch),
         "sim_time_us": {"first": int(time_us[0]) if rows else None,
@@ -92,8 +130,8 @@ def describe(accounts: Accounts, transfers: Transfers) -> dict:
         "mix": _mix(transfers.code),
         "amount_minor": _amounts(transfers.code, transfers.ledger, transfers.amount),
         "sender_concentration": _sender_concentration(transfers),
-        "hourly": _hourly(time_us),
-        "burst": _burst(time_us),
+        "hourly": _hourly(model_us),
+        "burst": _burst(model_us),
         "flags": _flags(transfers.flags),
         "pending_share": _share(int(np.count_nonzero(transfers.flags & FLAG_PENDING)), rows),
         "retries": _retries(transfers.id, transfers.code),
@@ -222,15 +260,15 @@ def format_description(d: dict) -> str:
         + ", ".join(f"{k} {v:,}" for k, v in d["accounts"]["by_ledger"].items())
         + f"; {d['accounts']['debits_must_not_exceed_credits']:,} must not overdraw)",
         "",
-        "mix                 rows        share",
+        f"{'mix':<26}{'rows':>10}  {'share':>7}",
     ]
-    lines += [f"  {name:<18}{m['rows']:>10,}  {m['share']:>7.2%}" for name, m in d["mix"].items()]
-    lines += ["", "amount (minor)      ledger      rows        p10        p50        p90"
-                  "        p99        max"]
+    lines += [f"  {name:<24}{m['rows']:>10,}  {m['share']:>7.2%}" for name, m in d["mix"].items()]
+    quantiles = ("p10", "p50", "p90", "p99", "max")
+    lines += ["", f"{'amount (minor units)':<26}{'ledger':<7}{'rows':>10}"
+              + "".join(f"{q:>16}" for q in quantiles)]
     for name, ledgers in d["amount_minor"].items():
         for ledger, a in ledgers.items():
-            lines.append(f"  {name:<18}{ledger:<8}{a['rows']:>8,}" + "".join(
-                f"{a[k]:>11,}" for k in ("p10", "p50", "p90", "p99", "max")))
+            lines.append(f"  {name:<24}{ledger:<7}{a['rows']:>10,}" + "".join(f"{a[k]:>16,}" for k in quantiles))
     s, h, b, r = d["sender_concentration"], d["hourly"], d["burst"], d["retries"]
     lines += [
         "",
