@@ -39,3 +39,16 @@ def warm_up(shard_count: int = 2) -> None:
         ledger=np.ones(n), code=np.ones(n), flags=rows[:, 5], pending_id=rows[:, 6],
         timeout_s=rows[:, 7])
     run_local(accounts, transfers, shard_count)
+    _warm_table_upkeep()
+
+
+def _warm_table_upkeep() -> None:
+    """The kernels a short run never reaches: table sweeps and heap compaction."""
+    from sim import shard_kernels as K
+
+    epoch, window = np.int64(5), 3
+    ids = np.zeros((16, K.ID_TABLE_COLUMNS), np.int64)
+    K.rebuild_id_table(ids, 32, epoch, window)
+    pending = np.zeros((16, K.PENDING_TABLE_COLUMNS), np.int64)
+    K.rebuild_pending_table(pending, 32, epoch, window)
+    K.compact_heap(pending, np.zeros(4, np.int64), np.zeros(4, np.int64), 0)
