@@ -18,6 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUNT_MIN
 from sim.errors import InputRefused, XpayError
 
@@ -98,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     generate = sub.add_parser("generate", help="write a scenario's accounts.parquet and workload.parquet")
     _scenario_options(generate)
     generate.add_argument("--out", type=Path, required=True, help="folder for the two files")
+    generate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                          help="progress bar on stderr (default: when stderr is a terminal)")
     generate.set_defaults(handler=_generate)
     describe = sub.add_parser("describe", help="realised statistics of a workload folder")
     describe.add_argument("folder", type=Path, metavar="DIR", help="holds accounts.parquet and workload.parquet")
@@ -154,8 +158,45 @@ def _workload(args):
                  "rows_per_epoch": args.rows_per_epoch}
     started = time.perf_counter()
     source = build_workload(args.scenario, args.seed, overrides)
+    _check_memory(args.scenario, source)
     accounts, transfers = materialize(source)
     return source, accounts, transfers, time.perf_counter() - started
+
+
+# Bytes a materialised run holds per row (columns, a concatenation copy, results and
+# routing) and per account (columns, the shards, balances out), measured loosely on quick.
+RUN_BYTES_PER_ROW = 200
+RUN_BYTES_PER_ACCOUNT = 120
+FOLLOW_UPS_PER_ARRIVAL = 1.0  # captures, fees, settlements, payouts: at most one per arrival
+
+
+def _check_memory(name: str, source) -> None:
+    """Refuse, before generating, a scenario whose materialised run cannot fit in memory."""
+    layout = getattr(source, "layout", None)
+    expected = getattr(source, "base_expected", None)
+    if layout is None or expected is None:
+        return
+    arrivals = float(expected.sum()) + float(getattr(source, "burst_expected", np.zeros(1)).sum())
+    rows = arrivals * (1 + FOLLOW_UPS_PER_ARRIVAL) + source.funding_row_count
+    need = rows * RUN_BYTES_PER_ROW + layout.account_count * RUN_BYTES_PER_ACCOUNT
+    have = _available_memory_bytes()
+    if have is not None and need > 0.8 * have:
+        raise InputRefused(
+            f"scenario {name}: about {layout.account_count:,} accounts and {rows:,.0f} rows need"
+            f" about {need / 2**30:.0f} GiB materialised; this machine has {have / 2**30:.0f} GiB"
+            " available (run it on a bigger machine or a Ray cluster, or lower population.users"
+            " or rate.scale in a copy of the scenario)")
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _write_workload(out: Path, accounts, transfers, source, args) -> None:
@@ -187,11 +228,35 @@ def _run(args) -> int:
 
 
 def _generate(args) -> int:
-    source, accounts, transfers, generate_seconds = _workload(args)
-    _write_workload(args.out, accounts, transfers, source, args)
+    """Stream the scenario's epochs straight to workload.parquet: memory holds one epoch (and
+    the accounts), so scenarios larger than memory can be written."""
+    from sim import files
+    from workloads.describe import CLOCK_FILE, write_clock
+    from workloads.registry import build_workload
+
+    overrides = {"user_count": args.users, "epoch_count": args.epochs, "rows_per_epoch": args.rows_per_epoch}
+    started = time.perf_counter()
+    source = build_workload(args.scenario, args.seed, overrides)
+    args.out.mkdir(parents=True, exist_ok=True)
+    accounts = source.accounts()
+    files.write_accounts(args.out / "accounts.parquet", accounts)
+    with files.WorkloadWriter(args.out / "workload.parquet") as writer:
+        for rows in _progress(source.epochs(), getattr(source, "epoch_total", None), args.progress):
+            writer.write(rows)
+    scenario = getattr(source, "scenario", None)
+    write_clock(args.out / CLOCK_FILE, args.scenario, args.seed,
+                float(scenario.time.compression) if scenario is not None else 1.0)
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
-          f" {len(transfers):,} rows generated in {generate_seconds:.1f} s -> {args.out}", file=sys.stderr)
+          f" {writer.rows:,} rows in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _progress(epochs, total: int | None, show: bool | None):
+    if not (sys.stderr.isatty() if show is None else show):
+        return epochs
+    from tqdm import tqdm
+
+    return tqdm(epochs, total=total, unit="epoch", desc="generate", file=sys.stderr)
 
 
 def _describe(args) -> int:

@@ -251,6 +251,57 @@ def write_workload(path, transfers: Transfers) -> None:
     _write(path, _table(WORKLOAD_SCHEMA, transfers.columns()))
 
 
+class WorkloadWriter:
+    """Streams epochs into a workload file in ROW_GROUP_SIZE row groups, so a scenario far
+    larger than memory can be written; the bytes equal write_workload's for the same rows.
+    Written to a temporary file and renamed into place on a clean close."""
+
+    def __init__(self, path):
+        self.final = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.final))
+        fd, self.temp = tempfile.mkstemp(prefix=f".{os.path.basename(self.final)}.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        self._writer = pq.ParquetWriter(self.temp, WORKLOAD_SCHEMA, **_WRITE_OPTIONS)
+        self._parts: list[pa.Table] = []
+        self._buffered = 0
+        self.rows = 0
+
+    def write(self, transfers: Transfers) -> None:
+        self._parts.append(_table(WORKLOAD_SCHEMA, transfers.columns()))
+        self._buffered += len(transfers)
+        self.rows += len(transfers)
+        while self._buffered >= ROW_GROUP_SIZE:
+            self._flush(ROW_GROUP_SIZE)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._parts).combine_chunks() if self._parts else WORKLOAD_SCHEMA.empty_table()
+        self._writer.write_table(table.slice(0, rows), row_group_size=ROW_GROUP_SIZE)
+        rest = table.slice(rows)
+        self._parts = [rest] if len(rest) else []
+        self._buffered = len(rest)
+
+    def close(self) -> None:
+        if self._buffered or self.rows == 0:
+            self._flush(self._buffered)
+        self._writer.close()
+        os.chmod(self.temp, 0o644)
+        os.replace(self.temp, self.final)
+
+    def abort(self) -> None:
+        self._writer.close()
+        if os.path.exists(self.temp):
+            os.unlink(self.temp)
+
+    def __enter__(self) -> "WorkloadWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_results(path, ids: np.ndarray, status: np.ndarray, epoch: np.ndarray) -> None:
     _write(path, _table(RESULTS_SCHEMA, {"id": ids, "status": status, "epoch": epoch}))
 
