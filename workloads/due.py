@@ -15,6 +15,8 @@ from sim.columns import TRANSFER_DTYPES
 
 ROW_COLUMNS = tuple(n for n in TRANSFER_DTYPES if n != "epoch")
 BLOCK_COLUMNS = ROW_COLUMNS + ("aux",)
+_BLOCK_DTYPES = dict(TRANSFER_DTYPES, aux=np.int64)
+_DEFAULTS = {"flags": 0, "pending_id": 0, "timeout_s": 0, "aux": -1}
 
 
 def make_block(**values) -> dict:
@@ -23,12 +25,13 @@ def make_block(**values) -> dict:
     Keys: every transfer column but epoch; `flags`, `pending_id`, `timeout_s`, `aux` optional.
     """
     count = len(values["id"])
-    values.setdefault("flags", 0)
-    values.setdefault("pending_id", 0)
-    values.setdefault("timeout_s", 0)
-    values.setdefault("aux", -1)
-    dtypes = dict(TRANSFER_DTYPES, aux=np.int64)
-    return {n: np.broadcast_to(np.asarray(values[n], dtypes[n]), (count,)) for n in BLOCK_COLUMNS}
+    block = {}
+    for name in BLOCK_COLUMNS:
+        column = np.asarray(values.get(name, _DEFAULTS.get(name)), _BLOCK_DTYPES[name])
+        if column.shape != (count,):
+            column = np.broadcast_to(column, (count,))
+        block[name] = column
+    return block
 
 
 def concat_blocks(blocks: list[dict]) -> dict:
@@ -69,6 +72,6 @@ class DueRows:
         if not due.any():
             return {n: c[:0] for n, c in self.columns.items()}
         popped = {n: c[due] for n, c in self.columns.items()}
-        keep = ~due
+        keep = np.flatnonzero(~due)  # most rows fall due at once: the few kept, by index
         self.columns = {n: c[keep] for n, c in self.columns.items()}
         return popped

@@ -33,10 +33,10 @@ from typing import Iterator
 import numpy as np
 import simpy
 
-from sim.columns import Accounts, Transfers
+from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import AMOUNT_MAX, CODE, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
-from workloads.base import ID_DOMAIN_ACCOUNT, funding_minor, lognormal_mean_minor, sparse_ids
+from workloads.base import ID_DOMAIN_ACCOUNT, funding_minor, lognormal_mean_minor
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
 )
@@ -44,6 +44,9 @@ from workloads.due import ROW_COLUMNS, block_len, concat_blocks, make_block
 from workloads.kinds import KindDrawer, amounts_mean_minor
 from workloads.population import PopulationLayout, zipf_probability
 from workloads.scenario import SECONDS_PER_DAY, Scenario
+from workloads.tick_kernels import (
+    as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span,
+)
 
 MIX_KINDS = ("p2p", "tip", "merchant", "cash_in", "cash_out", "crypto")
 CRYPTO_KINDS = ("buy", "sell", "withdraw", "deposit")
@@ -127,6 +130,7 @@ class _Run:
         self.mix_p = np.array([getattr(self.s.mix, k) for k in MIX_KINDS])
         self.crypto_p = np.array([getattr(self.s.crypto, k) for k in CRYPTO_KINDS])
         self.bad_index = 0
+        self.stage = _Stage()
 
     # --- funding -----------------------------------------------------------------------------
     def funding_epoch(self, epoch: int) -> Transfers:
@@ -233,29 +237,32 @@ class _Run:
         start_us, stop_us = self.w.tick_bounds_us(tick)
         drawer, rng = self.drawer, self.rng
         drawer.set_tick(tick, start_us, stop_us)
-        blocks = [self._payouts(tick, start_us, stop_us)]
+        stage = self.stage
+        stage.clear()
+        stage.append([self._payouts(tick, start_us, stop_us)])
         due = drawer.due.pop_due(stop_us)
         due["sim_time_us"] = np.maximum(due["sim_time_us"], start_us)
         self._record_captures(due)
-        blocks.append(due)
+        stage.append([due])
         if self.retries is not None:
             self.retries["sim_time_us"] = drawer.times(block_len(self.retries))
-            blocks.append(self.retries)
+            stage.append([self.retries])
         counts = dict(zip(MIX_KINDS, rng.multinomial(rng.poisson(self.w.base_expected[tick]),
                                                      self.mix_p)))
-        singles = concat_blocks([drawer.p2p(counts["p2p"]), drawer.tips(counts["tip"]),
-                                 drawer.cash(counts["cash_in"], "cash_in"),
-                                 drawer.cash(counts["cash_out"], "cash_out")])
+        # the single rows are written straight into the stage, spoiled there in place
+        singles = stage.append([drawer.p2p(counts["p2p"]), drawer.tips(counts["tip"]),
+                                drawer.cash(counts["cash_in"], "cash_in"),
+                                drawer.cash(counts["cash_out"], "cash_out")])
         bad = self._spoil(singles)
         self._choose_retries(singles, bad)
-        blocks += [singles, drawer.card_authorize(counts["merchant"])]
-        blocks += self._crypto(counts["crypto"]) + self._bursts(tick)
-        rows = concat_blocks(blocks)
+        stage.append([drawer.card_authorize(counts["merchant"])])
+        stage.append(self._crypto(counts["crypto"]) + self._bursts(tick))
+        rows = stage.rows()
         if block_len(rows):
             assert int(rows["sim_time_us"].min()) >= start_us, f"tick {tick}: row before start"
             assert int(rows["sim_time_us"].max()) < max(stop_us, start_us + 1), \
                 f"tick {tick}: row after the tick's end"
-        return self._to_transfers(rows, epoch)
+        return self._to_transfers(rows, epoch, staged=True)
 
     def _crypto(self, count: int) -> list[dict]:
         drawer = self.drawer
@@ -295,7 +302,8 @@ class _Run:
     def _choose_retries(self, singles: dict, bad: np.ndarray) -> None:
         """Rows the client will send again next tick (identical, same id)."""
         again = ~bad & (self.rng.random(block_len(singles)) < self.s.clients.retry_share)
-        self.retries = {n: c[again] for n, c in singles.items()}
+        rows = np.flatnonzero(again)  # a few rows: index once, not one mask scan per column
+        self.retries = {n: c[rows] for n, c in singles.items()}
 
     def _record_captures(self, due: dict) -> None:
         captured = (due["code"] == CODE["card_capture"]) & (due["aux"] >= 0)
@@ -321,31 +329,80 @@ class _Run:
                           credit_account=self.layout.system_ids(ledger, "outside_world"),
                           amount=amount, ledger=ledger, code=CODE["merchant_payout"])
 
-    def _to_transfers(self, block: dict, epoch: int) -> Transfers:
-        """Rows stably sorted by time (chain legs share a time, so stay adjacent)."""
+    def _to_transfers(self, block: dict, epoch: int, staged: bool = False) -> Transfers:
+        """Rows stably sorted by time (chain legs share a time, so stay adjacent).
+
+        `staged`: `block` views reused buffers (`_Stage`), so its columns are always copied.
+        """
         order = stable_time_order(block["sim_time_us"])
-        columns = block if order is None else {n: block[n][order] for n in ROW_COLUMNS}
-        return Transfers.from_columns(epoch=np.full(len(block["id"]), epoch, np.uint64),
-                                      **{n: columns[n] for n in ROW_COLUMNS})
+        count = len(block["id"])
+        if order is None:
+            columns = {n: np.array(block[n]) if staged else block[n] for n in ROW_COLUMNS}
+        else:
+            columns = {n: np.empty(count, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
+            gather_rows(order, *(as_kernel_array(block[n], TRANSFER_DTYPES[n])
+                                 for n in ROW_COLUMNS),
+                        *(columns[n] for n in ROW_COLUMNS))
+        return Transfers.from_columns(epoch=np.full(count, epoch, np.uint64), **columns)
+
+
+class _Stage:
+    """Reused per-tick buffers: a tick's blocks are written here, not concatenated afresh."""
+
+    def __init__(self):
+        self.capacity = 0
+        self.count = 0
+        self.columns = {n: np.empty(0, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
+
+    def clear(self) -> None:
+        self.count = 0
+
+    def append(self, blocks: list[dict]) -> dict:
+        """Write the blocks' rows after those already staged; returns them as views of the
+        buffers (valid until the next `append` or `clear`)."""
+        first = self.count
+        count = first + sum(block_len(b) for b in blocks)
+        if count > self.capacity:
+            self.capacity = max(count, self.capacity * 3 // 2)
+            grown = {n: np.empty(self.capacity, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
+            for name, column in grown.items():
+                column[:first] = self.columns[name][:first]
+            self.columns = grown
+        for name in ROW_COLUMNS:
+            column = self.columns[name]
+            start = first
+            for block in blocks:
+                stop = start + block_len(block)
+                column[start:stop] = block[name]
+                start = stop
+        self.count = count
+        return {n: c[first:count] for n, c in self.columns.items()}
+
+    def rows(self) -> dict:
+        """Every staged row, as views of the buffers."""
+        return {n: c[:self.count] for n, c in self.columns.items()}
 
 
 def stable_time_order(time_us: np.ndarray) -> np.ndarray | None:
     """The stable sorting permutation of `time_us`, or None when already sorted.
 
-    Fast path: (time - min) and the row position packed into one int64 key, sorted by value
+    Fast path: (time - min) and the row position packed into one int64 key (a numba pass,
+    after one that finds min, max and whether the times are already sorted), sorted by value
     (numpy's vectorised sort) and the position read back; keys are unique, so the result is
     the stable order. Falls back to a stable argsort when the key does not fit in 63 bits.
     """
     count = len(time_us)
-    if count < 2 or bool(np.all(time_us[1:] >= time_us[:-1])):
+    if count < 2:
         return None
-    low = int(time_us.min())
-    span_bits = max(1, (int(time_us.max()) - low).bit_length())
+    time_us = as_kernel_array(time_us, np.int64)
+    low, high, ordered = time_span(time_us)
+    if ordered:
+        return None
+    span_bits = max(1, (high - low).bit_length())
     position_bits = max(1, (count - 1).bit_length())
     if span_bits + position_bits > 63:
         return np.argsort(time_us, kind="stable")
-    key = (time_us - low) << position_bits
-    key |= np.arange(count, dtype=np.int64)
+    key = packed_time_keys(time_us, low, position_bits)
     key.sort()
     key &= (1 << position_bits) - 1
     return key

@@ -22,6 +22,7 @@ Implicit structure:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -31,7 +32,10 @@ from sim.constants import (
     LEDGER_USDC,
 )
 from sim.columns import Accounts
-from workloads.base import ID_DOMAIN_ACCOUNT, _mix63, sparse_ids
+from workloads.base import ID_DOMAIN_ACCOUNT
+from workloads.tick_kernels import (
+    as_kernel_array, friends, mix63_salted, sparse_ids, user_ledgers, user_ledgers_from_table,
+)
 from workloads.scenario import Population
 
 FIAT_LEDGERS = (LEDGER_USD, LEDGER_EUR)
@@ -45,11 +49,12 @@ ACCOUNT_WRITE_CHUNK = 1 << 22
 _SALT_COMMUNITY = np.uint64(0x5EED_C0FFEE)
 _SALT_FRIEND = np.uint64(0x0F_12E4D5)
 HASH_FRACTION_BITS = 52
+BLOCK_LEDGER_TABLE_MAX = 1 << 24  # up to this many blocks, user ledgers come from a table
 
 
 def hash_fraction(values: np.ndarray, salt: np.uint64) -> np.ndarray:
     """A fixed pseudo-random float in [0, 1) per value (no rng: structure, not a draw)."""
-    mixed = _mix63((values.astype(np.uint64) + salt) & np.uint64(2**63 - 1))
+    mixed = mix63_salted(values, salt)
     return (mixed >> np.uint64(63 - HASH_FRACTION_BITS)).astype(np.float64) / 2.0**52
 
 
@@ -109,6 +114,7 @@ class PopulationLayout:
         self.account_count = self.wallet_base + 3 * self.holder_count
         self.sender_of_rank = AffinePermutation(n, rng)  # sender rank -> user
         self.holder_user = AffinePermutation(n, rng)  # holder j (< holder_count) -> user
+        self._block_ledger: np.ndarray | None = None  # ledger per block, built on first use
 
     # --- ids -------------------------------------------------------------------------------
     @staticmethod
@@ -132,19 +138,28 @@ class PopulationLayout:
 
     def user_ledger(self, user: np.ndarray) -> np.ndarray:
         """USD or EUR (uint32) by the user's community."""
-        eur = hash_fraction(self.block_of(user), _SALT_COMMUNITY) < self.config.eur_share
-        return np.where(eur, LEDGER_EUR, LEDGER_USD).astype(np.uint32)
+        shape = np.shape(user)
+        user = as_kernel_array(np.ravel(user), np.int64)
+        if self.block_count <= BLOCK_LEDGER_TABLE_MAX:
+            if self._block_ledger is None:
+                blocks = np.arange(self.block_count, dtype=np.int64)
+                eur = hash_fraction(blocks, _SALT_COMMUNITY) < self.config.eur_share
+                self._block_ledger = np.where(eur, LEDGER_EUR, LEDGER_USD).astype(np.uint32)
+            ledger = user_ledgers_from_table(user, self.config.community_size, self.block_count,
+                                             self._block_ledger)
+        else:
+            ledger = user_ledgers(user, self.config.community_size, self.block_count,
+                                  _SALT_COMMUNITY, float(self.config.eur_share), LEDGER_EUR,
+                                  LEDGER_USD)
+        return ledger.reshape(shape)
 
     def friend(self, user: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Friend k of each user: a hashed member of its own community block, never itself."""
-        size = self.config.community_size
-        block = self.block_of(user)
-        start = block * size
-        length = np.where(block == self.block_count - 1, self.user_count - start, size)
-        key = user.astype(np.int64) * self.config.friends_per_user + k
-        position = (_mix63(key.astype(np.uint64) + _SALT_FRIEND) % length.astype(np.uint64))
-        friend = start + position.astype(np.int64)
-        return np.where(friend == user, start + (user - start + 1) % length, friend)
+        shape = np.broadcast_shapes(np.shape(user), np.shape(k))
+        user = as_kernel_array(np.broadcast_to(user, shape).ravel(), np.int64)
+        k = as_kernel_array(np.broadcast_to(k, shape).ravel(), np.int64)
+        return friends(user, k, self.config.community_size, self.block_count, self.user_count,
+                       self.config.friends_per_user, _SALT_FRIEND).reshape(shape)
 
     def user_account_ids(self, user: np.ndarray) -> np.ndarray:
         return self.ids(self.user_base + user)
@@ -189,6 +204,13 @@ class PopulationLayout:
 
 def zipf_probability(rank: np.ndarray, rank_count: int, exponent: float) -> np.ndarray:
     """P(rank) of the bounded Zipf law of `ZipfRanks` (for sizing funding, never drawing)."""
+    return (rank.astype(np.float64) + 1.0) ** -exponent / _zipf_normaliser(int(rank_count),
+                                                                          float(exponent))
+
+
+@functools.lru_cache(maxsize=64)
+def _zipf_normaliser(rank_count: int, exponent: float) -> float:
+    """Sum of (r + 1) ** -exponent over the ranks: exact head, integral tail (memoised)."""
     exact_count = min(rank_count, 1 << 20)
     head = float(np.sum(np.arange(1, exact_count + 1, dtype=np.float64) ** -exponent))
     tail = 0.0
@@ -198,4 +220,4 @@ def zipf_probability(rank: np.ndarray, rank_count: int, exponent: float) -> np.n
             tail = math.log(high / low)
         else:
             tail = (high ** (1 - exponent) - low ** (1 - exponent)) / (1 - exponent)
-    return (rank.astype(np.float64) + 1.0) ** -exponent / (head + tail)
+    return head + tail

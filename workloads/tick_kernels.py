@@ -1,0 +1,199 @@
+"""Numba kernels of the scenario generator (compiled eagerly at import, cached on disk).
+
+Every kernel gives exactly the values of the numpy code it replaces (integer arithmetic, or
+float steps that are exact), so a seed yields the same rows:
+
+- `gather_rows`: a tick's transfer columns in time order, in one call (a loop per column, so
+  each column's random reads stay within one source array);
+- `time_span`, `packed_time_keys`: the passes of `workloads.model.stable_time_order`;
+- `sparse_ids`, `range_ids`, `mix63_salted`: `workloads.base.sparse_ids` / `_mix63` in one pass
+  instead of one numpy pass per step;
+- `user_ledgers`, `user_ledgers_from_table`, `friends`: the population's implicit maps.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+def as_kernel_array(values, dtype) -> np.ndarray:
+    """`values` as a C-contiguous, writable array of `dtype` (what the eager signatures take)."""
+    array = np.ascontiguousarray(values, dtype)
+    return array if array.flags.writeable else array.copy()
+
+
+_GATHER_SIGNATURE = (
+    "void(int64[::1], "
+    "uint64[::1], int64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
+    "uint16[::1], uint64[::1], uint32[::1], "
+    "uint64[::1], int64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
+    "uint16[::1], uint64[::1], uint32[::1])"
+)
+
+
+@numba.njit(inline="always", cache=True)
+def _gather(order, source, out):
+    for i in range(order.shape[0]):
+        out[i] = source[order[i]]
+
+
+@numba.njit(_GATHER_SIGNATURE, cache=True, nogil=True)
+def gather_rows(order, id_, time_us, debit, credit, amount, ledger, code, flags, pending_id,
+                timeout_s, out_id, out_time_us, out_debit, out_credit, out_amount, out_ledger,
+                out_code, out_flags, out_pending_id, out_timeout_s):
+    """out_x[i] = x[order[i]] for every column, one column at a time (so that each column's
+    random reads stay within one cache-sized source array)."""
+    _gather(order, id_, out_id)
+    _gather(order, time_us, out_time_us)
+    _gather(order, debit, out_debit)
+    _gather(order, credit, out_credit)
+    _gather(order, amount, out_amount)
+    _gather(order, ledger, out_ledger)
+    _gather(order, code, out_code)
+    _gather(order, flags, out_flags)
+    _gather(order, pending_id, out_pending_id)
+    _gather(order, timeout_s, out_timeout_s)
+
+
+# --- ids and hashes (bit-identical to `workloads.base._mix63` / `sparse_ids`) ----------------
+_MASK63 = np.uint64((1 << 63) - 1)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_ID_DOMAIN_SHIFT = 56
+_ID_INDEX_MAX = (1 << _ID_DOMAIN_SHIFT) - 2
+
+
+@numba.njit(inline="always", cache=True)
+def _mix63(x):
+    x = x & _MASK63
+    x ^= x >> np.uint64(31)
+    x = (x * _M1) & _MASK63
+    x ^= x >> np.uint64(29)
+    x = (x * _M2) & _MASK63
+    x ^= x >> np.uint64(32)
+    return x
+
+
+@numba.njit("uint64[::1](int64[::1], uint64)", cache=True, nogil=True)
+def _sparse_ids(index, tag):
+    out = np.empty(index.shape[0], np.uint64)
+    for i in range(index.shape[0]):
+        out[i] = _mix63(np.uint64(index[i]) + tag)
+    return out
+
+
+@numba.njit("uint64[::1](int64, int64, uint64)", cache=True, nogil=True)
+def _range_ids(start, count, tag):
+    out = np.empty(count, np.uint64)
+    for i in range(count):
+        out[i] = _mix63(np.uint64(start + i) + tag)
+    return out
+
+
+def _tag(domain: int) -> np.uint64:
+    assert 1 <= domain < (1 << (63 - _ID_DOMAIN_SHIFT)), f"domain(={domain}) out of range"
+    return np.uint64((domain << _ID_DOMAIN_SHIFT) + 1)
+
+
+def sparse_ids(index, domain: int) -> np.ndarray:
+    """`workloads.base.sparse_ids` (same values), in one pass."""
+    index = np.asarray(index)
+    if index.size:
+        assert int(index.min()) >= 0, "indices must be >= 0"
+        assert int(index.max()) <= _ID_INDEX_MAX, f"indices must be <= {_ID_INDEX_MAX}"
+    ids = _sparse_ids(as_kernel_array(index.ravel(), np.int64), _tag(domain))
+    return ids.reshape(index.shape)
+
+
+def range_ids(start: int, count: int, domain: int) -> np.ndarray:
+    """sparse_ids(arange(start, start + count), domain), without the arange."""
+    assert start >= 0 and start + count - 1 <= _ID_INDEX_MAX
+    return _range_ids(start, count, _tag(domain))
+
+
+@numba.njit("uint64[::1](uint64[::1], uint64)", cache=True, nogil=True)
+def _mix_salted(values, salt):
+    out = np.empty(values.shape[0], np.uint64)
+    for i in range(values.shape[0]):
+        out[i] = _mix63(values[i] + salt)
+    return out
+
+
+def mix63_salted(values: np.ndarray, salt: np.uint64) -> np.ndarray:
+    """`_mix63(values.astype(uint64) + salt)` of `workloads.base` (wrapping add), in one pass."""
+    values = np.asarray(values)
+    mixed = _mix_salted(as_kernel_array(values.ravel().astype(np.uint64, copy=False), np.uint64),
+                        np.uint64(salt))
+    return mixed.reshape(values.shape)
+
+
+# --- the population's implicit maps (bit-identical to the numpy forms they replace) ---------
+@numba.njit("uint32[::1](int64[::1], int64, int64, uint64, float64, uint32, uint32)",
+            cache=True, nogil=True)
+def user_ledgers(user, community_size, block_count, salt, eur_share, eur_ledger, usd_ledger):
+    """`PopulationLayout.user_ledger`: hash_fraction(block) < eur_share -> EUR, else USD."""
+    out = np.empty(user.shape[0], np.uint32)
+    for i in range(user.shape[0]):
+        block = min(user[i] // community_size, block_count - 1)
+        mixed = _mix63(np.uint64(block) + salt)
+        fraction = np.float64(mixed >> np.uint64(11)) / 4503599627370496.0  # 2**52
+        out[i] = eur_ledger if fraction < eur_share else usd_ledger
+    return out
+
+
+@numba.njit("uint32[::1](int64[::1], int64, int64, uint32[::1])", cache=True, nogil=True)
+def user_ledgers_from_table(user, community_size, block_count, block_ledger):
+    """`PopulationLayout.user_ledger` from a precomputed ledger per community block."""
+    out = np.empty(user.shape[0], np.uint32)
+    last = block_count - 1
+    for i in range(user.shape[0]):
+        out[i] = block_ledger[min(user[i] // community_size, last)]
+    return out
+
+
+@numba.njit("int64[::1](int64[::1], int64[::1], int64, int64, int64, int64, uint64)",
+            cache=True, nogil=True)
+def friends(user, k, community_size, block_count, user_count, friends_per_user, salt):
+    """`PopulationLayout.friend`: a hashed member of the user's block, never the user."""
+    out = np.empty(user.shape[0], np.int64)
+    for i in range(user.shape[0]):
+        u = user[i]
+        block = min(u // community_size, block_count - 1)
+        start = block * community_size
+        length = user_count - start if block == block_count - 1 else community_size
+        key = u * friends_per_user + k[i]
+        position = _mix63(np.uint64(key) + salt) % np.uint64(length)
+        friend = start + np.int64(position)
+        if friend == u:
+            friend = start + (u - start + 1) % length
+        out[i] = friend
+    return out
+
+
+# --- the tick's time order ---------------------------------------------------------------------
+@numba.njit("UniTuple(int64, 3)(int64[::1])", cache=True, nogil=True)
+def time_span(time_us):
+    """(min, max, 1 if non-decreasing else 0) of a non-empty array, in one pass."""
+    low = time_us[0]
+    high = time_us[0]
+    ordered = 1
+    for i in range(1, time_us.shape[0]):
+        value = time_us[i]
+        if value < time_us[i - 1]:
+            ordered = 0
+        if value < low:
+            low = value
+        if value > high:
+            high = value
+    return low, high, ordered
+
+
+@numba.njit("int64[::1](int64[::1], int64, int64)", cache=True, nogil=True)
+def packed_time_keys(time_us, low, position_bits):
+    """((time - low) << position_bits) | position, per row."""
+    out = np.empty(time_us.shape[0], np.int64)
+    for i in range(time_us.shape[0]):
+        out[i] = ((time_us[i] - low) << position_bits) | i
+    return out
+
