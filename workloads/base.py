@@ -15,9 +15,12 @@ Everything random takes a `numpy.random.Generator` argument; nothing here holds 
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
+import simpy
 
 from sim.columns import Accounts, Transfers
 from sim.constants import AMOUNT_MAX
@@ -42,6 +45,24 @@ class WorkloadSource(Protocol):
     def accounts(self) -> Accounts: ...
 
     def epochs(self) -> Iterator[Transfers]: ...
+
+
+def pump_epochs(owner, tick_process) -> Iterator[Transfers]:
+    """Step a SimPy environment whose process `tick_process(env, ready)` appends each tick's
+    epoch to `ready`, and yield the epochs as they come. SimPy schedules ticks, never payments;
+    the owner's simpy_event_count counts every event stepped, tick_count is its own to keep."""
+    env = simpy.Environment()
+    ready: deque[Transfers] = deque()
+    env.process(tick_process(env, ready))
+    owner.tick_count = 0
+    owner.simpy_event_count = 0
+    while True:
+        while not ready and env.peek() != math.inf:
+            env.step()
+            owner.simpy_event_count += 1
+        if not ready:
+            return
+        yield ready.popleft()
 
 
 def materialize(source: WorkloadSource) -> tuple[Accounts, Transfers]:

@@ -26,7 +26,6 @@ written in sim seconds, rounded up.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Iterator
 
@@ -36,7 +35,7 @@ import simpy
 from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import AMOUNT_MAX, CODE, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
-from workloads.base import ID_DOMAIN_ACCOUNT, funding_minor, lognormal_mean_minor
+from workloads.base import ID_DOMAIN_ACCOUNT, funding_minor, lognormal_mean_minor, pump_epochs
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
 )
@@ -89,18 +88,7 @@ class ScenarioWorkload:
 
     def epochs(self) -> Iterator[Transfers]:
         run = _Run(self, np.random.default_rng(self._entropy))
-        env = simpy.Environment()
-        ready: deque[Transfers] = deque()
-        env.process(self._tick_process(env, run, ready))
-        self.tick_count = 0
-        self.simpy_event_count = 0
-        while True:
-            while not ready and env.peek() != math.inf:
-                env.step()
-                self.simpy_event_count += 1
-            if not ready:
-                return
-            yield ready.popleft()
+        return pump_epochs(self, lambda env, ready: self._tick_process(env, run, ready))
 
     def _tick_process(self, env: simpy.Environment, run: "_Run", ready: deque):
         """The SimPy process: funding epochs at time 0, then one epoch per traffic tick."""

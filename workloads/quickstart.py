@@ -31,7 +31,6 @@ an exchange credits floor(debited * rate_ppm / 1e6) (the house keeps the remaind
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import Iterator
@@ -52,6 +51,7 @@ from sim.constants import (
     MICROSECONDS_PER_SECOND,
 )
 from workloads.base import (
+    pump_epochs,
     ID_DOMAIN_ACCOUNT,
     ID_DOMAIN_TRANSFER,
     ZipfRanks,
@@ -196,18 +196,7 @@ class QuickstartWorkload:
 
     def epochs(self) -> Iterator[Transfers]:
         run = _QuickstartRun(self, np.random.default_rng(self._epochs_entropy))
-        env = simpy.Environment()
-        ready: deque[Transfers] = deque()
-        env.process(self._tick_process(env, run, ready))
-        self.tick_count = 0
-        self.simpy_event_count = 0
-        while True:
-            while not ready and env.peek() != math.inf:
-                env.step()
-                self.simpy_event_count += 1
-            if not ready:
-                return
-            yield ready.popleft()
+        return pump_epochs(self, lambda env, ready: self._tick_process(env, run, ready))
 
     def _tick_process(self, env: simpy.Environment, run: "_QuickstartRun", ready: deque):
         """The SimPy process: one tick per epoch; each tick draws that epoch's rows."""
