@@ -114,6 +114,51 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
 
 
 @numba.njit(cache=True)
+def sweep_ids_step(id_table, cursor, count, epoch_now, window):
+    """Delete the records past the window among `count` slots from `cursor`, in place.
+
+    Linear probing's backward-shift deletion (Knuth 6.4, Algorithm R) keeps every other key
+    reachable, so no tombstones and no new table: a full pass over SWEEP_PASS_EPOCHS epochs
+    keeps the table's load flat instead of stopping the world to rebuild it. Returns (next
+    cursor, records removed).
+    """
+    capacity = id_table.shape[0]
+    removed = 0
+    slot = cursor % capacity
+    for _ in range(min(count, capacity)):
+        while id_table[slot, ID_KEY] != 0 and not within_window(epoch_now, id_table[slot, ID_EPOCH], window):
+            _delete_at(id_table, slot)  # a later record may move into `slot`: look again
+            removed += 1
+        slot += 1
+        if slot == capacity:
+            slot = 0
+    return slot, removed
+
+
+@numba.njit(inline="always", cache=True)
+def _delete_at(table, hole):
+    """Empty `hole`, then pull back each later record of its run whose home allows it."""
+    capacity = table.shape[0]
+    j = hole
+    while True:
+        j += 1
+        if j == capacity:
+            j = 0
+        if table[j, 0] == 0:
+            break
+        home = home_slot(table[j, 0], capacity)
+        # the record at j may fill the hole unless its home lies cyclically in (hole, j]
+        if hole <= j:
+            stays = hole < home <= j
+        else:
+            stays = home > hole or home <= j
+        if not stays:
+            table[hole, :] = table[j, :]
+            hole = j
+    table[hole, :] = 0
+
+
+@numba.njit(cache=True)
 def rebuild_id_table(id_table, new_capacity, epoch_now, window):
     """Copy of the live records (within the window) into a table of new_capacity slots."""
     out = np.zeros((new_capacity, ID_TABLE_COLUMNS), np.int64)

@@ -46,6 +46,7 @@ class CommitPayload:
 TABLE_LOAD_MAX = 2 / 3
 TABLE_SLOTS_PER_LIVE_RECORD = 3
 TABLE_SLOTS_MIN = 1024
+SWEEP_PASS_EPOCHS = 32  # the id table is swept in place, a 1/32 slice per epoch
 
 
 def records_capacity(live_records: int) -> int:
@@ -94,6 +95,7 @@ class ShardState:
         self.id_table = np.zeros((records_capacity(hint.live_ids), K.ID_TABLE_COLUMNS), np.int64)
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
+        self.id_sweep_cursor = 0
         self.pending_table = np.zeros((records_capacity(hint.live_pending), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_table.fill(0)
         self.pending_used = 0
@@ -114,6 +116,7 @@ class ShardState:
         if out.get("overflow") is not None:
             return out
         self.epoch = np.int64(epoch)
+        self._sweep_id_table()
         self._reserve_id_table(len(id_rows))
         expired, self.heap_size = K.expire_pending(
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
@@ -178,6 +181,13 @@ class ShardState:
                 "bytes_per_account": self.nbytes_per_account()}
 
     # --- table upkeep ---------------------------------------------------------------------
+    def _sweep_id_table(self) -> None:
+        """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds)."""
+        count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
+        self.id_sweep_cursor, removed = K.sweep_ids_step(
+            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs)
+        self.id_used -= removed
+
     def _reserve_id_table(self, incoming: int) -> None:
         if not needs_sweep(self.id_used, incoming, len(self.id_table)):
             return
