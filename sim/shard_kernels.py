@@ -114,25 +114,37 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
 
 
 @numba.njit(cache=True)
-def sweep_ids_step(id_table, cursor, count, epoch_now, window):
+def sweep_step(table, cursor, count, epoch_now, window, epoch_column, state_column):
     """Delete the records past the window among `count` slots from `cursor`, in place.
+
+    A record is past the window when epoch_now - table[slot, epoch_column] > window; with
+    state_column >= 0 (pending table) only records no longer pending can be (ids: -1).
 
     Linear probing's backward-shift deletion (Knuth 6.4, Algorithm R) keeps every other key
     reachable, so no tombstones and no new table: a full pass over SWEEP_PASS_EPOCHS epochs
     keeps the table's load flat instead of stopping the world to rebuild it. Returns (next
     cursor, records removed).
     """
-    capacity = id_table.shape[0]
+    capacity = table.shape[0]
     removed = 0
     slot = cursor % capacity
     for _ in range(min(count, capacity)):
-        while id_table[slot, ID_KEY] != 0 and not within_window(epoch_now, id_table[slot, ID_EPOCH], window):
-            _delete_at(id_table, slot)  # a later record may move into `slot`: look again
+        while _stale(table, slot, epoch_now, window, epoch_column, state_column):
+            _delete_at(table, slot)  # a later record may move into `slot`: look again
             removed += 1
         slot += 1
         if slot == capacity:
             slot = 0
     return slot, removed
+
+
+@numba.njit(inline="always", cache=True)
+def _stale(table, slot, epoch_now, window, epoch_column, state_column):
+    if table[slot, 0] == 0:
+        return False
+    if state_column >= 0 and table[slot, state_column] == PENDING_STATE_PENDING:
+        return False
+    return not within_window(epoch_now, table[slot, epoch_column], window)
 
 
 @numba.njit(inline="always", cache=True)

@@ -46,7 +46,7 @@ class CommitPayload:
 TABLE_LOAD_MAX = 2 / 3
 TABLE_SLOTS_PER_LIVE_RECORD = 3
 TABLE_SLOTS_MIN = 1024
-SWEEP_PASS_EPOCHS = 32  # the id table is swept in place, a 1/32 slice per epoch
+SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch
 
 
 def records_capacity(live_records: int) -> int:
@@ -96,6 +96,7 @@ class ShardState:
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
         self.id_sweep_cursor = 0
+        self.pending_sweep_cursor = 0
         self.pending_table = np.zeros((records_capacity(hint.live_pending), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_table.fill(0)
         self.pending_used = 0
@@ -165,6 +166,7 @@ class ShardState:
                 overdrawn = int(self.keys[overdrawn_at])
         if overflow is not None:
             return {"overflow": overflow}
+        self._sweep_pending_table(np.int64(commit.epoch))
         self._reserve_pending_table(len(commit.pending_rows), np.int64(commit.epoch))
         K.resolve_pending(self.pending_table, commit.resolve_rows, np.int64(commit.epoch))
         added, self.heap_size = K.create_pending(
@@ -184,9 +186,17 @@ class ShardState:
     def _sweep_id_table(self) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds)."""
         count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
-        self.id_sweep_cursor, removed = K.sweep_ids_step(
-            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs)
+        self.id_sweep_cursor, removed = K.sweep_step(
+            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs, K.ID_EPOCH, -1)
         self.id_used -= removed
+
+    def _sweep_pending_table(self, epoch: np.int64) -> None:
+        """The same for pending transfers resolved longer than the window ago."""
+        count = -(-len(self.pending_table) // SWEEP_PASS_EPOCHS)
+        self.pending_sweep_cursor, removed = K.sweep_step(
+            self.pending_table, self.pending_sweep_cursor, count, epoch, self.window_epochs,
+            K.P_RESOLVED_EPOCH, K.P_STATE)
+        self.pending_used -= removed
 
     def _reserve_id_table(self, incoming: int) -> None:
         if not needs_sweep(self.id_used, incoming, len(self.id_table)):

@@ -29,7 +29,7 @@ def test_sweep_removes_exactly_the_stale_records(capacity, data, now, window, cu
     table = filled_table(capacity, keys, epochs)
     removed_total = 0
     for _ in range(-(-capacity // step) + 1):  # one full pass and a bit, in slices
-        cursor, removed = K.sweep_ids_step(table, cursor, step, np.int64(now), window)
+        cursor, removed = K.sweep_step(table, cursor, step, np.int64(now), window, K.ID_EPOCH, -1)
         removed_total += removed
     live = {k for k, e in zip(keys, epochs) if now - e <= window}
     assert removed_total == len(keys) - len(live)
@@ -39,3 +39,23 @@ def test_sweep_removes_exactly_the_stale_records(capacity, data, now, window, cu
         slot = find_slot(table, key)
         assert table[slot, K.ID_KEY] == key
         assert table[slot, K.ID_FIELDS] == key ^ 0x5A5A
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(4, 40), data=st.data(), now=st.integers(0, 12), window=st.integers(0, 4))
+def test_pending_sweep_keeps_pending_and_recent_records(capacity, data, now, window):
+    count = data.draw(st.integers(0, capacity * 2 // 3))
+    keys = data.draw(st.lists(st.integers(1, 2**63 - 1), min_size=count, max_size=count, unique=True))
+    resolved = data.draw(st.lists(st.integers(0, now), min_size=count, max_size=count))
+    states = data.draw(st.lists(st.sampled_from([1, 2, 3, 4]), min_size=count, max_size=count))
+    table = np.zeros((capacity, K.PENDING_TABLE_COLUMNS), np.int64)
+    for key, epoch, state in zip(keys, resolved, states):
+        slot = find_slot(table, key)
+        table[slot, K.P_KEY], table[slot, K.P_RESOLVED_EPOCH], table[slot, K.P_STATE] = key, epoch, state
+    cursor = 0
+    for _ in range(capacity + 1):
+        cursor, _ = K.sweep_step(table, cursor, 1, np.int64(now), window, K.P_RESOLVED_EPOCH, K.P_STATE)
+    keep = {k for k, e, st_ in zip(keys, resolved, states) if st_ == 1 or now - e <= window}
+    assert {int(k) for k in table[:, K.P_KEY] if k != 0} == keep
+    for key in keep:
+        assert table[find_slot(table, key), K.P_KEY] == key
