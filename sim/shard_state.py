@@ -12,7 +12,8 @@ A shard owns the accounts, transfer ids and pending transfers whose keys hash to
 The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
 last), so an epoch costs two round trips. Memory per account: 8 (id) + 32 (four balances) +
 1 (flag) + 1 (ledger slot) + 4 x 1.5 (index) = 48 bytes; transfer ids in the idempotency
-window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96 bytes.
+window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96 bytes. Both tables are
+swept in place, a slice per epoch, so long runs neither grow nor pause to rebuild.
 """
 
 from __future__ import annotations
