@@ -148,6 +148,8 @@ def _encode(value, buffer, cursor):
 
 
 def _decode(value, buffer, copy: bool):
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        return value.copy()  # a small array that rode in the manifest: Ray hands it over read-only
     if isinstance(value, ArrayRef):
         dtype = np.dtype(value.dtype)
         count = int(np.prod(value.shape, dtype=np.int64))

@@ -27,8 +27,12 @@ _ROWS = [
 ]
 
 
-def warm_up(shard_count: int = 2) -> None:
-    from sim.engine import run_local  # late: the engine imports this module's neighbours
+def warm_up(shard_count: int = 2, wrap_hosts=None) -> None:
+    """wrap_hosts: turns the in-process hosts into ones that pass arguments the way the real
+    transport does (e.g. through shared-memory arenas, whose views numba types as read-only),
+    so the signatures compiled here are the ones the run will call."""
+    # late imports: the engine imports this module's neighbours
+    from sim.engine import Engine, local_hosts, split_epochs, table_hint
 
     accounts = Accounts.from_columns(id=[10, 20, 30], ledger=[1, 1, 1], flags=[0, 1, 1])
     rows = np.array(_ROWS, dtype=np.int64)
@@ -38,7 +42,8 @@ def warm_up(shard_count: int = 2) -> None:
         debit_account=rows[:, 2], credit_account=rows[:, 3], amount=rows[:, 4],
         ledger=np.ones(n), code=np.ones(n), flags=rows[:, 5], pending_id=rows[:, 6],
         timeout_s=rows[:, 7])
-    run_local(accounts, transfers, shard_count)
+    hosts = local_hosts(accounts, shard_count, 3, table_hint(transfers, 3, shard_count))
+    Engine(accounts, hosts if wrap_hosts is None else wrap_hosts(hosts), 3).run(split_epochs(transfers))
     _warm_table_upkeep()
 
 
