@@ -72,7 +72,7 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
     p.add_argument("--window-epochs", type=int, default=IDEMPOTENCY_WINDOW_EPOCHS,
                    help=f"idempotency window in epochs (default {IDEMPOTENCY_WINDOW_EPOCHS})")
     p.add_argument("--address", default=None,
-                   help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray, token auth on)")
     p.add_argument("--in-process", action="store_true",
                    help="run every shard in this process without Ray (one core's baseline)")
     p.add_argument("--no-strict-serial", action="store_true",
