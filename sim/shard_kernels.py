@@ -67,6 +67,11 @@ PENDING_TABLE_COLUMNS = P_FIELDS + FIELD_COUNT
 
 MARK_NONE, MARK_POST, MARK_VOID = 0, 1, 2
 
+# (epoch column, state column) that decide when a record is past its window (see _stale):
+# ids by their first epoch; pending transfers by their resolution, and only once resolved.
+ID_WINDOW_COLUMNS = (ID_EPOCH, -1)
+PENDING_WINDOW_COLUMNS = (P_RESOLVED_EPOCH, P_STATE)
+
 
 @numba.njit(inline="always", cache=True)
 def within_window(epoch_now, epoch_then, window):
@@ -171,35 +176,16 @@ def _delete_at(table, hole):
 
 
 @numba.njit(cache=True)
-def rebuild_id_table(id_table, new_capacity, epoch_now, window):
-    """Copy of the live records (within the window) into a table of new_capacity slots."""
-    out = np.zeros((new_capacity, ID_TABLE_COLUMNS), np.int64)
+def rebuild_table(table, new_capacity, epoch_now, window, epoch_column, state_column):
+    """Copy of the records not past their window (see _stale) into a table of new_capacity
+    slots; returns (table, live records)."""
+    out = np.zeros((new_capacity, table.shape[1]), np.int64)
     live = 0
-    for slot in range(id_table.shape[0]):
-        key = id_table[slot, ID_KEY]
-        if key != 0 and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
-            target = find_slot(out, key)
-            out[target, :] = id_table[slot, :]
-            live += 1
-    return out, live
-
-
-@numba.njit(cache=True)
-def rebuild_pending_table(pending_table, new_capacity, epoch_now, window):
-    """Copy of the records still pending or resolved within the window."""
-    out = np.zeros((new_capacity, PENDING_TABLE_COLUMNS), np.int64)
-    live = 0
-    for slot in range(pending_table.shape[0]):
-        key = pending_table[slot, P_KEY]
-        if key == 0:
+    for slot in range(table.shape[0]):
+        if table[slot, 0] == 0 or _stale(table, slot, epoch_now, window, epoch_column, state_column):
             continue
-        state = pending_table[slot, P_STATE]
-        if state != PENDING_STATE_PENDING and not within_window(
-            epoch_now, pending_table[slot, P_RESOLVED_EPOCH], window
-        ):
-            continue
-        target = find_slot(out, key)
-        out[target, :] = pending_table[slot, :]
+        target = find_slot(out, table[slot, 0])
+        out[target, :] = table[slot, :]
         live += 1
     return out, live
 

@@ -188,7 +188,7 @@ class ShardState:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds)."""
         count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
         self.id_sweep_cursor, removed = K.sweep_step(
-            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs, K.ID_EPOCH, -1)
+            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs, *K.ID_WINDOW_COLUMNS)
         self.id_used -= removed
 
     def _sweep_pending_table(self, epoch: np.int64) -> None:
@@ -196,13 +196,13 @@ class ShardState:
         count = -(-len(self.pending_table) // SWEEP_PASS_EPOCHS)
         self.pending_sweep_cursor, removed = K.sweep_step(
             self.pending_table, self.pending_sweep_cursor, count, epoch, self.window_epochs,
-            K.P_RESOLVED_EPOCH, K.P_STATE)
+            *K.PENDING_WINDOW_COLUMNS)
         self.pending_used -= removed
 
     def _reserve_id_table(self, incoming: int) -> None:
         if not needs_sweep(self.id_used, incoming, len(self.id_table)):
             return
-        self.id_table, self.id_used = _swept(K.rebuild_id_table, self.id_table, incoming,
+        self.id_table, self.id_used = _swept(self.id_table, K.ID_WINDOW_COLUMNS, incoming,
                                              self.epoch, self.window_epochs)
 
     def _reserve_pending_table(self, incoming: int, epoch: np.int64) -> None:
@@ -214,14 +214,14 @@ class ShardState:
             self.heap_key = np.resize(self.heap_key, capacity)
         if not needs_sweep(self.pending_used, incoming, len(self.pending_table)):
             return
-        self.pending_table, self.pending_used = _swept(K.rebuild_pending_table, self.pending_table,
+        self.pending_table, self.pending_used = _swept(self.pending_table, K.PENDING_WINDOW_COLUMNS,
                                                        incoming, epoch, self.window_epochs)
 
 
-def _swept(rebuild, table: np.ndarray, incoming: int, epoch: np.int64, window: int) -> tuple:
+def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int) -> tuple:
     """The table without records past their window, grown if the live ones need the room."""
-    swept, live = rebuild(table, len(table), epoch, window)
+    swept, live = K.rebuild_table(table, len(table), epoch, window, *window_columns)
     capacity = records_capacity(live + incoming)
     if capacity > len(swept):
-        swept, live = rebuild(swept, capacity, epoch, window)
+        swept, live = K.rebuild_table(swept, capacity, epoch, window, *window_columns)
     return swept, live

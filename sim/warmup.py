@@ -53,9 +53,9 @@ def _warm_table_upkeep() -> None:
 
     epoch, window = np.int64(5), 3
     ids = np.zeros((16, K.ID_TABLE_COLUMNS), np.int64)
-    K.rebuild_id_table(ids, 32, epoch, window)
-    K.sweep_step(ids, 0, 8, epoch, window, K.ID_EPOCH, -1)
+    K.rebuild_table(ids, 32, epoch, window, *K.ID_WINDOW_COLUMNS)
+    K.sweep_step(ids, 0, 8, epoch, window, *K.ID_WINDOW_COLUMNS)
     pending = np.zeros((16, K.PENDING_TABLE_COLUMNS), np.int64)
-    K.rebuild_pending_table(pending, 32, epoch, window)
-    K.sweep_step(pending, 0, 8, epoch, window, K.P_RESOLVED_EPOCH, K.P_STATE)
+    K.rebuild_table(pending, 32, epoch, window, *K.PENDING_WINDOW_COLUMNS)
+    K.sweep_step(pending, 0, 8, epoch, window, *K.PENDING_WINDOW_COLUMNS)
     K.compact_heap(pending, np.zeros(4, np.int64), np.zeros(4, np.int64), 0)

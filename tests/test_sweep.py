@@ -59,3 +59,20 @@ def test_pending_sweep_keeps_pending_and_recent_records(capacity, data, now, win
     assert {int(k) for k in table[:, K.P_KEY] if k != 0} == keep
     for key in keep:
         assert table[find_slot(table, key), K.P_KEY] == key
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.integers(4, 40), grown=st.integers(0, 40), data=st.data(), now=st.integers(0, 12),
+       window=st.integers(0, 4))
+def test_rebuild_keeps_what_a_sweep_keeps(capacity, grown, data, now, window):
+    count = data.draw(st.integers(0, capacity * 2 // 3))
+    keys = data.draw(st.lists(st.integers(1, 2**63 - 1), min_size=count, max_size=count, unique=True))
+    epochs = data.draw(st.lists(st.integers(0, now), min_size=count, max_size=count))
+    table = filled_table(capacity, keys, epochs)
+    rebuilt, live = K.rebuild_table(table, capacity + grown, np.int64(now), window, *K.ID_WINDOW_COLUMNS)
+    K.sweep_step(table, 0, capacity, np.int64(now), window, *K.ID_WINDOW_COLUMNS)
+    kept = {int(k) for k in table[:, K.ID_KEY] if k != 0}
+    assert {int(k) for k in rebuilt[:, K.ID_KEY] if k != 0} == kept
+    assert live == len(kept)
+    for key in kept:
+        assert rebuilt[find_slot(rebuilt, key), K.ID_FIELDS] == key ^ 0x5A5A

@@ -192,6 +192,8 @@ class _Run:
         eur_share = s.population.eur_share  # the share of card payers in each currency group
         volume *= np.where(eur, max(eur_share, 0.05), max(1.0 - eur_share, 0.05))
         exposure = volume * m.capture_share * (m.fee_ppm / PPM + m.refund_share)
+        # A sizing estimate, not a balance: the expected float exposure becomes an amount by
+        # rounding up (ceil), capped at AMOUNT_MAX, before it touches any row.
         amount = np.minimum(a.merchant_float_minor + np.ceil(a.funding_cover * exposure),
                             AMOUNT_MAX).astype(np.int64)
         ledger = np.where(eur, LEDGER_EUR, LEDGER_USD).astype(np.uint32)
