@@ -37,3 +37,58 @@ class LocalHosts:
 
     def close(self) -> None:
         self.states = []
+
+
+class SimulatedCrash(Exception):
+    """Raised by an in-process fault hook: the shard 'dies' at that point (tests)."""
+
+
+class DurableLocalHosts:
+    """Every shard in this process behind sim.durability.DurableShard: sequence numbers, a
+    write-ahead log and snapshots, with crashes simulated in-process (a fault hook raising
+    SimulatedCrash drops the shard object; a new one recovers from its files and the call is
+    sent again). The Ray actors do the same with real process kills; this is the fast test
+    bed for the recovery logic."""
+
+    def __init__(self, make_state, shard_count: int, durability, fault=None):
+        """make_state(s): a fresh ShardState for shard s (the constructor Ray would re-run)."""
+        from sim.durability import DurableShard, prepare_data_dir
+
+        prepare_data_dir(durability, shard_count, fresh=True)
+        self._make = lambda s: DurableShard(make_state(s), durability, fault)
+        self.shards = [self._make(s) for s in range(shard_count)]
+        self.shard_count = shard_count
+        self.seq = 0
+        self.crashes = 0
+
+    @property
+    def states(self):
+        return [d.state for d in self.shards]
+
+    def submit(self, method: str, args_per_shard: list[tuple]) -> list:
+        from sim.durability import APPLIED, DUPLICATE, LOGGED_METHODS
+
+        if method not in LOGGED_METHODS:
+            return [getattr(d.state, method)(*args) for d, args in zip(self.shards, args_per_shard)]
+        self.seq += 1
+        results = []
+        for s, args in enumerate(args_per_shard):
+            while True:
+                try:
+                    outcome, result = self.shards[s].apply(self.seq, method, args)
+                    break
+                except SimulatedCrash:
+                    self.crashes += 1
+                    self.shards[s].close()
+                    self.shards[s] = self._make(s)
+            assert outcome in (APPLIED, DUPLICATE), outcome
+            results.append(result)
+        return results
+
+    def collect(self, handle: list) -> list:
+        return handle
+
+    def close(self) -> None:
+        for d in self.shards:
+            d.close()
+        self.shards = []

@@ -183,6 +183,47 @@ class ShardState:
         return {"keys": self.keys, "balances": self.balances, "sums": self.sums.copy(),
                 "bytes_per_account": self.nbytes_per_account()}
 
+    # --- snapshots (sim.durability) -------------------------------------------------------
+    def snapshot(self) -> list[tuple[str, object]]:
+        """The state that calls change, as named arrays and ints: balances, sums, the records
+        of both tables (occupied slots only, with their slot numbers, so the layout comes back
+        exactly), the expiry heap, cursors and counters. Accounts, their index and flags come
+        from the constructor."""
+        id_slots = np.flatnonzero(self.id_table[:, K.ID_KEY] != 0)
+        pending_slots = np.flatnonzero(self.pending_table[:, K.P_KEY] != 0)
+        return [
+            ("epoch", None if self.epoch is None else int(self.epoch)),
+            ("balances", self.balances), ("sums", self.sums),
+            ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", self.id_table[id_slots]),
+            ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
+            ("pending_capacity", len(self.pending_table)), ("pending_slots", pending_slots),
+            ("pending_rows", self.pending_table[pending_slots]), ("pending_used", self.pending_used),
+            ("pending_sweep_cursor", self.pending_sweep_cursor),
+            ("heap_capacity", len(self.heap_time)), ("heap_size", self.heap_size),
+            ("heap_time", self.heap_time[:self.heap_size]), ("heap_key", self.heap_key[:self.heap_size]),
+        ]
+
+    def restore(self, saved: dict) -> None:
+        """Back to a snapshot() of a shard built from the same constructor arguments."""
+        if saved["balances"].shape != self.balances.shape or saved["sums"].shape != self.sums.shape:
+            raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout")
+        self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
+        self.balances[:] = saved["balances"]
+        self.sums[:] = saved["sums"]
+        self.id_table = np.zeros((saved["id_capacity"], K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table[saved["id_slots"]] = saved["id_rows"]
+        self.id_used = saved["id_used"]
+        self.id_sweep_cursor = saved["id_sweep_cursor"]
+        self.pending_table = np.zeros((saved["pending_capacity"], K.PENDING_TABLE_COLUMNS), np.int64)
+        self.pending_table[saved["pending_slots"]] = saved["pending_rows"]
+        self.pending_used = saved["pending_used"]
+        self.pending_sweep_cursor = saved["pending_sweep_cursor"]
+        self.heap_time = np.zeros(saved["heap_capacity"], np.int64)
+        self.heap_key = np.zeros(saved["heap_capacity"], np.int64)
+        self.heap_size = saved["heap_size"]
+        self.heap_time[:self.heap_size] = saved["heap_time"]
+        self.heap_key[:self.heap_size] = saved["heap_key"]
+
     # --- table upkeep ---------------------------------------------------------------------
     def _sweep_id_table(self) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds)."""

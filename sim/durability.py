@@ -1,0 +1,437 @@
+"""A shard's durability: sequence numbers, a write-ahead log of every call, snapshots, recovery.
+
+A shard's state is a deterministic function of the calls it has applied, in order (the epoch
+rules of LEDGER_SPEC.md need nothing else: no clocks, no randomness). So:
+
+- every mutating call carries a sequence number (1, 2, 3, ... the same on every shard, since
+  the coordinator sends each call to every shard);
+- ``DurableShard.apply`` logs the call before applying it (write-ahead), applies a call only
+  when its number is the next one, answers a repeat of the last call from its cached result
+  (a duplicate is never applied twice) and refuses an older one (a stale batch);
+- every ``snapshot_every`` calls it writes the state it had before the call (four balance
+  columns, sums, the idempotency window, pending records, the expiry heap) and starts a new
+  log segment;
+- a restarted shard loads its newest snapshot and replays the log after it: the result is the
+  same state, bit for bit, and the same last result, so the coordinator can simply re-send
+  whatever it had in flight.
+
+Files under ``DATA_DIR/shard-NNN/`` (Arrow only; nothing is ever unpickled):
+
+- ``wal-<first seq>-<tag>.arrows``: an Arrow IPC stream, one record batch per call (its
+  arguments flattened into items, arrays as raw bytes with dtype and shape). A write cut
+  short by a kill leaves a torn last batch, which recovery ignores (that call was never
+  acknowledged, so the coordinator sends it again);
+- ``snapshot-<seq>.arrow``: an Arrow IPC file of the state after call ``seq``, written to a
+  temporary name, fsynced and renamed. The two newest snapshots are kept with every log
+  segment after the older one, so a crashed driver can roll its shards back a call or two
+  (``truncate_after``).
+
+fsync policy: ``"off"`` leaves log writes to the page cache (they survive any process kill,
+not a machine crash); ``"call"`` fsyncs each log record before the call is applied.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+FSYNC_POLICIES = ("off", "call")
+SNAPSHOT_EVERY_CALLS_DEFAULT = 32  # 16 epochs at two calls per epoch
+SNAPSHOTS_KEPT = 2
+WAL_PREFIX, WAL_SUFFIX = "wal-", ".arrows"
+SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".arrow"
+LOGGED_METHODS = ("begin_epoch", "evaluate", "finish")
+
+ITEM_SCHEMA = pa.schema([
+    ("seq", pa.int64()),
+    ("method", pa.string()),
+    ("name", pa.string()),
+    ("kind", pa.string()),  # none | int | array | commit
+    ("dtype", pa.string()),
+    ("shape", pa.list_(pa.int64())),
+    ("value", pa.int64()),
+    ("data", pa.large_binary()),
+])
+
+APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
+
+
+class DurabilityError(RuntimeError):
+    """The log or snapshots cannot give back a shard's state (a gap, a missing call)."""
+
+
+@dataclass(frozen=True)
+class Durability:
+    """Where and how a shard keeps its log and snapshots (None data_dir: in memory only)."""
+
+    data_dir: str | None = None
+    fsync: str = "off"
+    snapshot_every: int = SNAPSHOT_EVERY_CALLS_DEFAULT
+
+    def __post_init__(self):
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync(={self.fsync!r}) must be one of {', '.join(FSYNC_POLICIES)}")
+        if self.snapshot_every < 4:
+            raise ValueError(f"snapshot_every(={self.snapshot_every}) must be >= 4 calls")
+
+    def shard_dir(self, shard_index: int) -> Path | None:
+        return None if self.data_dir is None else Path(self.data_dir) / f"shard-{shard_index:03d}"
+
+
+# --- flattening a call's arguments into items -------------------------------------------------
+def _items(value, name: str, out: list) -> None:
+    from sim.shard_state import CommitPayload
+
+    if value is None:
+        out.append((name, "none", "", [], 0, b""))
+    elif isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: booleans are not logged")
+    elif isinstance(value, (int, np.integer)):
+        out.append((name, "int", "", [], int(value), b""))
+    elif isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        out.append((name, "array", array.dtype.str, list(array.shape), 0, array))
+    elif isinstance(value, CommitPayload):
+        out.append((name, "commit", "", [], int(value.epoch), b""))
+        for part in ("debit_rows", "credit_rows", "pending_rows", "resolve_rows"):
+            _items(getattr(value, part), f"{name}.{part}", out)
+    else:
+        raise TypeError(f"{name}: cannot log a {type(value).__name__}")
+
+
+def items_batch(seq: int, method: str, named: list[tuple[str, object]]) -> pa.RecordBatch:
+    """One record batch holding every named value (arrays as raw bytes)."""
+    items: list = []
+    for name, value in named:
+        _items(value, name, items)
+    sizes = [it[5].nbytes if isinstance(it[5], np.ndarray) else 0 for it in items]
+    offsets = np.zeros(len(items) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for it, start, size in zip(items, offsets[:-1], sizes):
+        if size:
+            data[start:start + size] = it[5].reshape(-1).view(np.uint8)
+    blobs = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    n = len(items)
+    return pa.record_batch([
+        pa.array([seq] * n, pa.int64()), pa.array([method] * n, pa.string()),
+        pa.array([it[0] for it in items], pa.string()), pa.array([it[1] for it in items], pa.string()),
+        pa.array([it[2] for it in items], pa.string()), pa.array([it[3] for it in items], pa.list_(pa.int64())),
+        pa.array([it[4] for it in items], pa.int64()), blobs,
+    ], schema=ITEM_SCHEMA)
+
+
+def batch_values(batch: pa.RecordBatch) -> tuple[int, str, list[tuple[str, object]]]:
+    """(seq, method, [(name, value)]) of a batch written by items_batch; arrays come back as
+    writable copies (the kernels' compiled signatures take writable arrays)."""
+    from sim.shard_state import CommitPayload
+
+    if batch.num_rows == 0:
+        raise DurabilityError("an empty log record")
+    seqs = batch.column("seq").to_numpy()
+    methods = batch.column("method").to_pylist()
+    names = batch.column("name").to_pylist()
+    kinds = batch.column("kind").to_pylist()
+    dtypes = batch.column("dtype").to_pylist()
+    shapes = batch.column("shape").to_pylist()
+    values = batch.column("value").to_pylist()
+    blobs = batch.column("data")
+    out: list[tuple[str, object]] = []
+    i = 0
+    n = batch.num_rows
+
+    def array_at(j: int) -> np.ndarray:
+        raw = blobs[j].as_buffer()
+        return np.frombuffer(raw, np.dtype(dtypes[j])).reshape(shapes[j]).copy()
+
+    while i < n:
+        kind = kinds[i]
+        if kind == "none":
+            out.append((names[i], None))
+            i += 1
+        elif kind == "int":
+            out.append((names[i], int(values[i])))
+            i += 1
+        elif kind == "array":
+            out.append((names[i], array_at(i)))
+            i += 1
+        elif kind == "commit":
+            parts = [array_at(i + 1 + p) for p in range(4)]
+            out.append((names[i], CommitPayload(int(values[i]), *parts)))
+            i += 5
+        else:
+            raise DurabilityError(f"log item {names[i]!r}: unknown kind {kind!r}")
+    return int(seqs[0]), methods[0], out
+
+
+# --- the log ---------------------------------------------------------------------------------
+class WalWriter:
+    """Appends call records to one new segment (an Arrow IPC stream) of a shard's log."""
+
+    def __init__(self, folder: Path, first_seq: int, fsync: str):
+        self.path = folder / f"{WAL_PREFIX}{first_seq:012d}-{uuid.uuid4().hex[:8]}{WAL_SUFFIX}"
+        self.fsync = fsync
+        self._sink = open(self.path, "wb")
+        self._writer = pa.ipc.new_stream(self._sink, ITEM_SCHEMA)
+        self.bytes = 0
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self._sink.flush()
+        if self.fsync == "call":
+            os.fsync(self._sink.fileno())
+        self.bytes += batch.nbytes
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._writer.close()
+            self._sink.close()
+            self._sink = None
+
+
+def _segment_first_seq(path: Path) -> int:
+    return int(path.name[len(WAL_PREFIX):].split("-")[0])
+
+
+def wal_segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f"{WAL_PREFIX}*{WAL_SUFFIX}"), key=lambda p: (_segment_first_seq(p), p.name))
+
+
+def read_segment(path: Path):
+    """Yield the complete record batches of one segment; a torn tail (a write cut short) ends it."""
+    try:
+        with open(path, "rb") as f:
+            reader = pa.ipc.open_stream(f)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                yield batch
+    except (pa.ArrowInvalid, OSError, EOFError):
+        return  # torn: the rest was never acknowledged
+
+
+def read_log(folder: Path, after_seq: int, segments: list[Path] | None = None):
+    """Every logged call after after_seq, in order, each once; a gap is an error."""
+    expected = after_seq + 1
+    for path in wal_segments(folder) if segments is None else segments:
+        for batch in read_segment(path):
+            seq, method, named = batch_values(batch)
+            if seq < expected:
+                continue  # logged again by a later incarnation, or covered by the snapshot
+            if seq > expected:
+                raise DurabilityError(f"{folder}: the log jumps from call {expected - 1} to {seq}")
+            yield seq, method, [v for _, v in named]
+            expected += 1
+
+
+# --- snapshots -------------------------------------------------------------------------------
+def snapshot_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"), key=_snapshot_seq)
+
+
+def _snapshot_seq(path: Path) -> int:
+    return int(path.name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)])
+
+
+def write_snapshot(folder: Path, seq: int, named: list[tuple[str, object]]) -> Path:
+    path = folder / f"{SNAPSHOT_PREFIX}{seq:012d}{SNAPSHOT_SUFFIX}"
+    tmp = path.with_name(path.name + ".tmp")
+    batch = items_batch(seq, "snapshot", named)
+    with open(tmp, "wb") as sink:
+        with pa.ipc.new_file(sink, ITEM_SCHEMA) as writer:
+            writer.write_batch(batch)
+        sink.flush()
+        os.fsync(sink.fileno())
+    tmp.replace(path)
+    _fsync_dir(folder)
+    return path
+
+
+def read_snapshot(path: Path) -> tuple[int, dict]:
+    with pa.memory_map(str(path), "r") as source:
+        reader = pa.ipc.open_file(source)
+        if reader.num_record_batches != 1:
+            raise DurabilityError(f"{path}: a snapshot holds one record batch")
+        seq, _, named = batch_values(reader.get_batch(0))
+    return seq, dict(named)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def truncate_after(folder: Path, seq: int) -> None:
+    """Roll a shard's files back to the state after call seq (a resumed driver's last
+    durable epoch): snapshots past it go, log records past it are cut."""
+    for path in snapshot_paths(folder):
+        if _snapshot_seq(path) > seq:
+            path.unlink()
+    snapshots = snapshot_paths(folder)
+    base = _snapshot_seq(snapshots[-1]) if snapshots else 0
+    old = wal_segments(folder)
+    writer = WalWriter(folder, base + 1, "call")
+    have = base
+    try:
+        for call_seq, method, values in read_log(folder, base, old):
+            if call_seq > seq:
+                break
+            writer.append(items_batch(call_seq, method, [(str(i), v) for i, v in enumerate(values)]))
+            have = call_seq
+    finally:
+        writer.close()
+    if have < seq:
+        writer.path.unlink()
+        raise DurabilityError(f"{folder}: the log ends at call {have}, before call {seq}")
+    for path in old:
+        path.unlink()
+    _fsync_dir(folder)
+
+
+# --- the durable shard ------------------------------------------------------------------------
+@dataclass
+class DurableStats:
+    applied: int = 0  # calls applied by this incarnation (replayed ones excluded)
+    duplicates_answered: int = 0  # repeats of the last call answered from its cached result
+    stale_refused: int = 0  # older calls refused
+    replayed: int = 0  # calls replayed from the log at start-up
+    snapshot_seq: int = 0  # the snapshot recovery started from (0: none)
+    recovery_seconds: float = 0.0
+    snapshots_written: int = 0
+    snapshot_seconds: float = 0.0
+    wal_bytes: int = 0
+    applied_seqs_monotonic: bool = True
+    recovered: bool = False
+    seconds: dict = field(default_factory=dict)
+
+
+class DurableShard:
+    """A ShardState behind sequence numbers, a write-ahead log and snapshots."""
+
+    def __init__(self, state, durability: Durability = Durability(), fault=None):
+        """fault(point, seq, method): called at each fault point (fault injection; may exit)."""
+        self.state = state
+        self.durability = durability
+        self.folder = durability.shard_dir(state.shard_index)
+        self.fault = fault
+        self.seq = 0
+        self.last_result = None
+        self.stats = DurableStats()
+        self.writer: WalWriter | None = None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._recover()
+
+    def _recover(self) -> None:
+        started = time.perf_counter()
+        snapshots = snapshot_paths(self.folder)
+        if snapshots:
+            self.seq, arrays = read_snapshot(snapshots[-1])
+            self.state.restore(arrays)
+            self.stats.snapshot_seq = self.seq
+            self.stats.recovered = True
+        for seq, method, values in read_log(self.folder, self.seq):
+            self.last_result = getattr(self.state, method)(*values)
+            self.seq = seq
+            self.stats.replayed += 1
+            self.stats.recovered = True
+        self.stats.recovery_seconds = time.perf_counter() - started
+
+    def apply(self, seq: int, method: str, args: tuple) -> tuple[str, object]:
+        """(APPLIED | DUPLICATE | STALE, result): see the module docstring."""
+        if method not in LOGGED_METHODS:
+            raise ValueError(f"{method} is not a sequenced call")
+        if seq == self.seq and self.last_result is not None:
+            self.stats.duplicates_answered += 1
+            return DUPLICATE, self.last_result
+        if seq <= self.seq:
+            self.stats.stale_refused += 1
+            return STALE, None
+        if seq != self.seq + 1:
+            raise DurabilityError(f"shard {self.state.shard_index}: call {seq} arrived after call"
+                                  f" {self.seq}; calls {self.seq + 1}..{seq - 1} are missing")
+        self._point("received", seq, method)
+        if self.folder is not None:
+            self._log(seq, method, args)
+        self._point("logged", seq, method)
+        if method == "begin_epoch" and args[0] is not None and self.fault is not None:
+            commit, *rest = args
+            first = self.state.commit(commit)  # the previous epoch's commit, on its own...
+            self._point("committed", seq, method)
+            result = self.state.begin_epoch(None, *rest) if first.get("overflow") is None else first
+            if first.get("overflow") is None:
+                result = {**first, **result}
+        else:
+            result = getattr(self.state, method)(*args)
+        self.seq = seq
+        self.last_result = result
+        self.stats.applied += 1
+        self._point("applied", seq, method)
+        return APPLIED, result
+
+    def _point(self, point: str, seq: int, method: str) -> None:
+        if self.fault is not None:
+            self.fault(point, seq, method)
+
+    def _log(self, seq: int, method: str, args: tuple) -> None:
+        if self.writer is None or (seq > 1 and (seq - 1) % self.durability.snapshot_every == 0):
+            self._rotate(seq)
+        batch = items_batch(seq, method, [(str(i), v) for i, v in enumerate(args)])
+        self.writer.append(batch)
+        self.stats.wal_bytes += batch.nbytes
+
+    def _rotate(self, seq: int) -> None:
+        """Snapshot the state before call seq (when it is a snapshot point), start a segment."""
+        if self.writer is not None:
+            self.writer.close()
+        if seq > 1 and (seq - 1) % self.durability.snapshot_every == 0 and self.seq == seq - 1:
+            started = time.perf_counter()
+            write_snapshot(self.folder, seq - 1, self.state.snapshot())
+            self.stats.snapshots_written += 1
+            self.stats.snapshot_seconds += time.perf_counter() - started
+            self._drop_old()
+        self.writer = WalWriter(self.folder, seq, self.durability.fsync)
+
+    def _drop_old(self) -> None:
+        """Keep the newest SNAPSHOTS_KEPT snapshots and the log after the oldest kept one."""
+        snapshots = snapshot_paths(self.folder)
+        for path in snapshots[:-SNAPSHOTS_KEPT]:
+            path.unlink()
+        kept = snapshot_paths(self.folder)
+        floor = _snapshot_seq(kept[0]) if len(kept) >= SNAPSHOTS_KEPT else 0
+        segments = wal_segments(self.folder)
+        for path, following in zip(segments, segments[1:]):
+            if _segment_first_seq(following) <= floor + 1:
+                path.unlink()  # every record in it is at or before the floor
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def prepare_data_dir(durability: Durability, shard_count: int, fresh: bool) -> None:
+    """A fresh run starts from empty shard folders (an old run's files would be recovered)."""
+    if durability.data_dir is None:
+        return
+    root = Path(durability.data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if not fresh:
+        return
+    for folder in root.glob("shard-*"):
+        for path in folder.iterdir():
+            path.unlink()
+    for s in range(shard_count):
+        durability.shard_dir(s).mkdir(parents=True, exist_ok=True)
