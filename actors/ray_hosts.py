@@ -10,11 +10,16 @@ its GCS and raylet listen on every interface: token authentication is what guard
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import ray
+from ray.exceptions import RayActorError
 
-from actors.transport import Arena, ArenaReader, arenas_available
+from actors.faults import ACTOR_POINTS, DELAY_SECONDS, FaultPlan
+from actors.transport import Arena, ArenaReader, arenas_available, remove_orphan_arenas
+from sim.durability import LOGGED_METHODS, Durability, prepare_data_dir
 from sim.columns import Accounts
 from sim.engine import check_shard_count
 from sim.hashtable import shard_of
@@ -55,62 +60,197 @@ def stop_ray() -> None:
         ray.shutdown()
 
 
+class ShardLost(RuntimeError):
+    """A shard actor died and cannot be brought back (no data dir, or it keeps dying)."""
+
+
+RECOVERY_ATTEMPTS_MAX = 5
+
+
 class RayHosts:
     """One ShardActor per shard; calls submitted to all shards at once, collected together.
 
     Bulk arrays go through shared-memory arenas for actors on the driver's node
-    (actors.transport), through the object store otherwise.
+    (actors.transport), through the object store otherwise. Mutating calls carry sequence
+    numbers (1, 2, ...); with a data dir a shard that dies is restarted by Ray, recovers from
+    its snapshot and log, and is sent the call again (see recover()). A FaultPlan injects
+    kills, delays, duplicates and stale batches at seeded points (actors.faults).
     """
 
     def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
-                 hint: TableHint = TableHint(), use_arenas: bool = True, reuse: list | None = None):
-        """reuse: live ShardActor handles to reset and use (at least shard_count; not killed)."""
+                 hint: TableHint = TableHint(), use_arenas: bool = True, reuse: list | None = None,
+                 durability: Durability = Durability(), faults: FaultPlan | None = None,
+                 fresh: bool = True):
+        """reuse: live ShardActor handles to reset and use (at least shard_count; not killed).
+        fresh: False resumes from the shards' files (xpay run --resume): the data dir is kept."""
         from actors.shard_actor import ShardActor
 
         check_shard_count(shard_count)
         self.shard_count = shard_count
         self.owned = reuse is None
+        self.durability = durability
+        self.faults = faults or FaultPlan()
+        self.report = FaultReport()
+        prepare_data_dir(durability, shard_count, fresh=fresh)
+        remove_orphan_arenas()
         ledger_values = np.unique(accounts.ledger)
         shard = shard_of(as_bits(accounts.id), shard_count)
         per_shard = []
         for s in range(shard_count):
             mine = shard == s
-            per_shard.append((s, shard_count, accounts.id[mine], accounts.ledger[mine], accounts.flags[mine],
-                              ledger_values, window_epochs, hint))
+            per_shard.append((durability, s, shard_count, accounts.id[mine], accounts.ledger[mine],
+                              accounts.flags[mine], ledger_values, window_epochs, hint))
+        restarts = -1 if durability.data_dir is not None else 0
         if reuse is None:
             warm_up()  # compile once here, so the actors load the kernels from numba's cache
             cpus = _shard_cpus(shard_count)
-            self.actors = [ShardActor.options(num_cpus=cpus).remote(*args) for args in per_shard]
+            self.actors = [ShardActor.options(num_cpus=cpus, max_restarts=restarts).remote(*args)
+                           for args in per_shard]
         else:
             assert len(reuse) >= shard_count, "not enough actors to reuse"
+            assert durability.data_dir is None, "reused actors cannot be restarted from a data dir"
             self.actors = list(reuse[:shard_count])
             ray.get([a.reset.remote(*args) for a, args in zip(self.actors, per_shard)])
         info = _wait_ready(self.actors)
         self.pids = [i["pid"] for i in info]
+        seqs = {i["seq"] for i in info}
+        if len(seqs) != 1:
+            raise RuntimeError(f"the shards recovered to different calls: {sorted(seqs)}")
+        self.seq = seqs.pop()  # 0 for a fresh run; the resumed call for --resume
         here = ray.get_runtime_context().get_node_id()
         local = all(i["node"] == here for i in info)
         self.transport = "arena" if use_arenas and local and arenas_available() else "object_store"
         self.writers = [Arena(f"s{s}-in") for s in range(shard_count)]
         self.readers = [ArenaReader() for _ in range(shard_count)]
+        self._history = []  # the last two answered calls: (method, seq, args_per_shard)
+        self._down_since = {}  # shard -> time.time() of its kill by the driver
 
-    def submit(self, method: str, args_per_shard: list[tuple]) -> list:
-        if self.transport == "object_store":
-            return [a.call.remote(method, *args) for a, args in zip(self.actors, args_per_shard)]
-        handles = []
-        for actor, writer, args in zip(self.actors, self.writers, args_per_shard):
-            path, encoded = writer.write(tuple(args))
-            handles.append(actor.call_arena.remote(method, path, encoded))
-        return handles
+    # --- sending and receiving ----------------------------------------------------------------
+    def submit(self, method: str, args_per_shard: list[tuple]):
+        seq = None
+        if method in LOGGED_METHODS:
+            self.seq += 1
+            seq = self.seq
+        order = sorted(range(self.shard_count), key=lambda s: (s, seq) in self.faults.delays)
+        handles = [None] * self.shard_count
+        for s in order:
+            if (s, seq) in self.faults.delays:
+                time.sleep(DELAY_SECONDS)  # the other shards already have theirs
+                self.report.delays += 1
+            point = self.faults.kills.get((s, seq)) if seq is not None else None
+            die_at = point if point in ACTOR_POINTS else None
+            handles[s] = self._send(s, method, seq, args_per_shard[s], die_at)
+            if point is not None:
+                self.report.kills.append({"shard": s, "seq": seq, "point": point})
+            if point == "during":
+                self._kill(s)
+        return (method, seq, args_per_shard, handles, time.perf_counter())
 
-    def collect(self, handle: list) -> list:
-        results = ray.get(handle)
+    def _send(self, s: int, method: str, seq, args: tuple, die_at=None):
+        actor = self.actors[s]
         if self.transport == "object_store":
-            return results
-        return [reader.read(path, encoded, copy=True) for reader, (path, encoded) in zip(self.readers, results)]
+            return actor.call.remote(method, seq, die_at, *args)
+        path, encoded = self.writers[s].write(tuple(args))
+        return actor.call_arena.remote(method, seq, die_at, path, encoded)
+
+    def _receive(self, s: int, ref):
+        answer = ray.get(ref)
+        if self.transport != "object_store":
+            path, encoded = answer
+            answer = self.readers[s].read(path, encoded, copy=True)
+        return answer
+
+    def _kill(self, s: int) -> None:
+        """Kill shard s's actor process now; Ray restarts it (fault injection)."""
+        self._down_since.setdefault(s, time.time())
+        ray.kill(self.actors[s], no_restart=False)
+
+    def collect(self, handle) -> list:
+        method, seq, args_per_shard, handles, submitted = handle
+        results = []
+        for s, ref in enumerate(handles):
+            try:
+                answer = self._receive(s, ref)
+            except RayActorError as error:
+                answer = self.recover(s, method, seq, args_per_shard[s], error)
+            if answer["pid"] != self.pids[s]:
+                self._restarted(s, answer["pid"], method, seq)
+            self._check(s, seq, answer)
+            results.append(answer["result"])
+        for s in range(self.shard_count):
+            if seq is not None and (s, seq) in self.faults.duplicates:
+                self._offer_duplicate(s, method, seq, args_per_shard[s])
+            if seq is not None and self.faults.kills.get((s, seq)) == "between":
+                self._kill(s)
+        if seq is not None:
+            self._history = (self._history + [(method, seq, args_per_shard)])[-2:]
+        return results
+
+    def _check(self, s: int, seq, answer: dict) -> None:
+        if seq is not None and answer["outcome"] not in ("applied", "duplicate"):
+            raise RuntimeError(f"shard {s} answered call {seq} with {answer['outcome']}")
+        if answer["outcome"] == "duplicate":
+            self.report.resent_answered_from_cache += 1
+
+    # --- recovery ------------------------------------------------------------------------------
+    def recover(self, s: int, method: str, seq, args: tuple, error: Exception | None = None) -> dict:
+        """Shard s died with a call in flight: Ray restarts it (its constructor reloads the
+        newest snapshot and replays its log), then the call is sent again; its sequence number
+        makes that safe whether or not the dead incarnation had logged or applied it."""
+        if self.durability.data_dir is None:
+            raise ShardLost(f"shard {s} died ({type(error).__name__}) and there is no --data-dir to"
+                            " recover it from; run with --data-dir DIR for durable shards")
+        for attempt in range(RECOVERY_ATTEMPTS_MAX):
+            try:
+                ray.get(self.actors[s].ready.remote(), timeout=ACTOR_START_TIMEOUT_S)  # restarted
+                return self._receive(s, self._send(s, method, seq, args))
+            except RayActorError as again:
+                error = again
+                time.sleep(0.1 * (attempt + 1))
+        raise ShardLost(f"shard {s} could not be recovered after {RECOVERY_ATTEMPTS_MAX} restarts: {error}")
+
+    def _restarted(self, s: int, pid: int, method: str, seq) -> None:
+        """A new incarnation of shard s answered: record the recovery (from the kill, or from
+        the failed call that revealed it, to this answer) and offer it a stale batch if asked."""
+        info = ray.get(self.actors[s].ready.remote())
+        down_since = self._down_since.pop(s, None)
+        if info["previous_died_at"] is not None:
+            down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time
+        self.pids[s] = pid
+        self.report.recoveries.append({
+            "shard": s, "seq": seq, "method": method,
+            "seconds": time.time() - down_since if down_since is not None else None,
+            "replayed": info["replayed"], "snapshot_seq": info["snapshot_seq"],
+            "actor_start_seconds": info["start_seconds"], "log_recovery_seconds": info["recovery_seconds"]})
+        if self.report.stale_offered < self.faults.stale_after_restart and len(self._history) == 2:
+            self._offer_stale(s)
+
+    def _offer_duplicate(self, s: int, method: str, seq: int, args: tuple) -> None:
+        self.report.duplicates_offered += 1
+        try:
+            answer = self._receive(s, self._send(s, method, seq, args))
+        except RayActorError:
+            return  # it died in between (a planned kill); recovery covers it on the next call
+        if answer["outcome"] == "applied":
+            self.report.duplicates_applied += 1
+
+    def _offer_stale(self, s: int) -> None:
+        """Offer shard s the call before the last one it answered: it must refuse it."""
+        method, seq, args_per_shard = self._history[0]
+        self.report.stale_offered += 1
+        answer = self._receive(s, self._send(s, method, seq, args_per_shard[s]))
+        if answer["outcome"] != "stale":
+            self.report.stale_applied += 1
+
+    def durability_stats(self) -> list[dict]:
+        return ray.get([a.durability_stats.remote() for a in self.actors])
 
     def close(self) -> None:
         if self.actors:
-            ray.get([a.close.remote() for a in self.actors])
+            try:
+                ray.get([a.close.remote() for a in self.actors])
+            except RayActorError:
+                pass
         for actor in self.actors if self.owned else []:
             ray.kill(actor)
         for arena in self.writers:
@@ -118,6 +258,33 @@ class RayHosts:
         for reader in self.readers:
             reader.close()
         self.actors = []
+        remove_orphan_arenas()  # those of killed incarnations (they could not unlink theirs)
+
+
+@dataclass
+class FaultReport:
+    """What a run's faults did: the numbers the bank test reports."""
+
+    kills: list = field(default_factory=list)  # {"shard", "seq", "point"} as injected
+    recoveries: list = field(default_factory=list)
+    delays: int = 0
+    duplicates_offered: int = 0
+    duplicates_applied: int = 0  # must stay 0
+    stale_offered: int = 0
+    stale_applied: int = 0  # must stay 0
+    resent_answered_from_cache: int = 0  # re-sent calls the restarted shard had already logged
+
+    def summary(self) -> dict:
+        seconds = sorted(r["seconds"] for r in self.recoveries if r["seconds"] is not None)
+        return {
+            "kills": len(self.kills), "recoveries": len(self.recoveries),
+            "recovery_seconds_p50": float(np.percentile(seconds, 50)) if seconds else None,
+            "recovery_seconds_p99": float(np.percentile(seconds, 99)) if seconds else None,
+            "recovery_seconds_max": seconds[-1] if seconds else None,
+            "delays": self.delays, "duplicates_offered": self.duplicates_offered,
+            "duplicates_applied": self.duplicates_applied, "stale_offered": self.stale_offered,
+            "stale_applied": self.stale_applied, "resent_answered_from_cache": self.resent_answered_from_cache,
+        }
 
 
 ACTOR_START_TIMEOUT_S = 300

@@ -5,18 +5,28 @@ in-process engine and the Ray engine run the same code. One synchronous actor pe
 single submitter keep each shard's calls in order. ``call_arena`` is the same call with its
 bulk arrays passed through shared-memory arenas (actors.transport) instead of the object
 store, for actors on the driver's node.
+
+Every mutating call carries a sequence number and goes through sim.durability.DurableShard:
+logged before it is applied (with a data dir), applied once, a repeat answered from cache, an
+older call refused. Ray restarts a killed actor (max_restarts=-1 when there is a data dir);
+its constructor, run again with the same arguments, reloads the newest snapshot and replays
+the log, and the coordinator re-sends what it had in flight (actors.ray_hosts).
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import time
 
 import ray
 
 from actors.transport import Arena, ArenaReader
+from sim.durability import LOGGED_METHODS, Durability, DurableShard
 from sim.shard_state import ShardState
 from sim.warmup import warm_up
+
+KILLED_EXIT_STATUS = 137
 
 SHARD_METHODS = frozenset({"begin_epoch", "evaluate", "finish", "final_state"})
 
@@ -45,36 +55,84 @@ class ArenaLoopback:
         self.writer.close()
 
 
+DEATH_NOTE = "died-at"  # in the shard's data folder: when a fault-injected kill happened
+
+
+def _die_at(wanted: str | None, folder):
+    """The fault hook of one call: this process exits at the named point (fault injection),
+    leaving the time of death for its next incarnation to report (recovery time)."""
+    if wanted is None:
+        return None
+
+    def fault(point: str, seq: int, method: str) -> None:
+        if point == wanted:
+            if folder is not None:
+                (folder / DEATH_NOTE).write_text(f"{time.time():.6f}\n")
+            os._exit(KILLED_EXIT_STATUS)
+    return fault
+
+
+def _read_death_note(folder) -> float | None:
+    """The time of a fault-injected death of the previous incarnation (our own file: one
+    decimal number), removed once read."""
+    if folder is None or not (folder / DEATH_NOTE).exists():
+        return None
+    path = folder / DEATH_NOTE
+    try:
+        return float(path.read_text().strip())
+    except ValueError:
+        return None
+    finally:
+        path.unlink()
+
+
 @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
 class ShardActor:
-    def __init__(self, *args):
+    def __init__(self, durability: Durability, *args):
+        started = time.perf_counter()
         warm_up(wrap_hosts=ArenaLoopback)  # compile what the arena-passed calls will need
-        self.state = ShardState(*args)
+        self.durable = DurableShard(ShardState(*args), durability)  # recovers from its files, if any
+        self.state = self.durable.state
+        self.died_at = _read_death_note(self.durable.folder)
         self.reader = ArenaReader()
         self.writer = Arena(f"s{self.state.shard_index}-out")
         self.seconds = collections.defaultdict(float)
+        self.start_seconds = time.perf_counter() - started
 
-    def reset(self, *args) -> bool:
+    def reset(self, durability: Durability, *args) -> bool:
         """A fresh shard state on this actor (a new run reusing a warm process)."""
-        self.state = ShardState(*args)
+        self.durable.close()
+        self.durable = DurableShard(ShardState(*args), durability)
+        self.state = self.durable.state
         return True
 
     def ready(self) -> dict:
-        return {"pid": __import__("os").getpid(), "node": ray.get_runtime_context().get_node_id()}
+        stats = self.durable.stats
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "seq": self.durable.seq,
+                "recovered": stats.recovered, "replayed": stats.replayed, "snapshot_seq": stats.snapshot_seq,
+                "recovery_seconds": stats.recovery_seconds, "start_seconds": self.start_seconds, "previous_died_at": self.died_at}
 
-    def call(self, method: str, *args):
+    def _apply(self, method: str, seq: int | None, args: tuple, die_at: str | None):
         assert method in SHARD_METHODS, method
-        return getattr(self.state, method)(*args)
+        if method not in LOGGED_METHODS:
+            return {"outcome": "read", "seq": self.durable.seq, "pid": os.getpid(),
+                    "result": getattr(self.state, method)(*args)}
+        self.durable.fault = _die_at(die_at, self.durable.folder)
+        outcome, result = self.durable.apply(seq, method, args)
+        self.durable.fault = None
+        return {"outcome": outcome, "seq": self.durable.seq, "pid": os.getpid(), "result": result}
 
-    def call_arena(self, method: str, path: str, encoded_args: tuple):
-        assert method in SHARD_METHODS, method
+    def call(self, method: str, seq: int | None, die_at: str | None, *args):
+        return self._apply(method, seq, args, die_at)
+
+    def call_arena(self, method: str, seq: int | None, die_at: str | None, path: str, encoded_args: tuple):
         t0 = time.perf_counter()
         args = self.reader.read(path, encoded_args, copy=False)
         t1 = time.perf_counter()
-        result = getattr(self.state, method)(*args)
+        answer = self._apply(method, seq, args, die_at)
         del args
         t2 = time.perf_counter()
-        out = self.writer.write(result)
+        out = self.writer.write(answer)
         t3 = time.perf_counter()
         self.seconds["decode"] += t1 - t0
         self.seconds[method] += t2 - t1
@@ -85,6 +143,12 @@ class ShardActor:
         """Seconds spent per phase since start: decode, each method, encode."""
         return dict(self.seconds)
 
+    def durability_stats(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self.durable.stats)
+
     def close(self) -> None:
+        self.durable.close()
         self.reader.close()
         self.writer.close()

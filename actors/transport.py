@@ -55,7 +55,7 @@ class Arena:
             return
         self.close()
         self.size = max(ARENA_BYTES_MIN, int(nbytes * ARENA_GROWTH))
-        self.path = os.path.join(ARENA_DIR, f"xpay-{self.tag}-{uuid.uuid4().hex[:12]}")
+        self.path = os.path.join(ARENA_DIR, f"xpay-{self.tag}-p{os.getpid()}-{uuid.uuid4().hex[:12]}")
         with open(self.path, "w+b") as f:
             f.truncate(self.size)
             self._map = mmap.mmap(f.fileno(), self.size)
@@ -78,6 +78,34 @@ class Arena:
             os.unlink(self.path)
         self.path = None
         self.size = 0
+
+
+def remove_orphan_arenas() -> int:
+    """Unlink arenas whose creating process is gone (a killed driver or shard could not);
+    returns how many. Arena names carry the creator's pid: xpay-TAG-pPID-UUID."""
+    removed = 0
+    for name in os.listdir(ARENA_DIR) if arenas_available() else []:
+        if not name.startswith("xpay-"):
+            continue
+        pid = next((int(part[1:]) for part in name.split("-") if part[:1] == "p" and part[1:].isdigit()), None)
+        if pid is None or _alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(ARENA_DIR, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ArenaReader:

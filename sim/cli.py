@@ -66,6 +66,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
     p.add_argument("--shards", type=_shards, default=shards_default,
                    help=f"shard actors, {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX} (default {shards_default})")
@@ -79,6 +86,25 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
                    help="skip the strict-serial divergence measurement")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    durable = p.add_argument_group("durability and fault injection")
+    durable.add_argument("--data-dir", default=None, metavar="DIR",
+                         help="durable shards: each logs every batch it receives (Arrow IPC) and"
+                              " snapshots its state here; a killed shard recovers from it")
+    durable.add_argument("--fsync", choices=("off", "call"), default="off",
+                         help="off: log writes survive a killed process (page cache); call: fsync each"
+                              " logged batch before applying it (survives a machine crash) (default off)")
+    durable.add_argument("--snapshot-every", type=_positive, default=16, metavar="EPOCHS",
+                         help="snapshot each shard every EPOCHS epochs (>= 2; default 16)")
+    durable.add_argument("--kill-shards", type=_nonnegative, default=0, metavar="N",
+                         help="kill shard actors N times at seeded random points (needs a data dir;"
+                              " default OUT/data)")
+    durable.add_argument("--fault-seed", type=int, default=0, metavar="S", help="seed of the fault plan")
+    durable.add_argument("--delay-batches", type=_nonnegative, default=0, metavar="N",
+                         help="hold one shard's batch back N times")
+    durable.add_argument("--duplicate-batches", type=_nonnegative, default=0, metavar="N",
+                         help="deliver a batch twice N times (it must not be applied twice)")
+    durable.add_argument("--stale-batches", type=_nonnegative, default=0, metavar="N",
+                         help="offer a restarted shard an old batch, up to N times (it must refuse it)")
     p.add_argument("--quiet", action="store_true", help="print no summary table")
     p.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
 
@@ -127,9 +153,14 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
 def _options(args):
     from sim.runner import RunOptions
 
+    if args.snapshot_every < 2:
+        raise InputRefused(f"--snapshot-every(={args.snapshot_every}) must be >= 2 epochs")
     return RunOptions(shards=args.shards, window_epochs=args.window_epochs, address=args.address,
                       in_process=args.in_process, strict_serial=not args.no_strict_serial,
-                      progress=args.progress)
+                      progress=args.progress, data_dir=args.data_dir, fsync=args.fsync,
+                      snapshot_every_epochs=args.snapshot_every, kill_shards=args.kill_shards,
+                      fault_seed=args.fault_seed, delay_batches=args.delay_batches,
+                      duplicate_batches=args.duplicate_batches, stale_batches=args.stale_batches)
 
 
 def _replay(args) -> int:

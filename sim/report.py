@@ -129,6 +129,14 @@ def format_table(summary: dict) -> str:
         ("strict-serial divergence", "n/a" if divergence is None else f"{divergence:.4%} of rows"),
         ("memory per account", f"{summary['engine_bytes_per_account']:.1f} bytes in the shards"),
     ]
+    faults = summary.get("faults")
+    if faults and (faults["kills"] or faults["delays"] or faults["duplicates_offered"] or faults["stale_offered"]):
+        p50, p99 = faults["recovery_seconds_p50"], faults["recovery_seconds_p99"]
+        recovery = "" if p50 is None else f", recovery p50 {p50:.2f} s, p99 {p99:.2f} s"
+        rows.append(("faults", f"{faults['kills']} kills, {faults['recoveries']} recoveries{recovery};"
+                               f" {faults['delays']} delayed, {faults['duplicates_offered']} duplicated"
+                               f" ({faults['duplicates_applied']} applied twice), {faults['stale_offered']} stale"
+                               f" ({faults['stale_applied']} applied)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -42,6 +42,26 @@ class RunOptions:
     strict_serial: bool = True  # measure the strict-serial divergence
     stop_on_violation: bool = True  # a broken invariant stops the run (exit 1)
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    data_dir: str | None = None  # durable shards: write-ahead log and snapshots here
+    fsync: str = "off"  # sim.durability.FSYNC_POLICIES
+    snapshot_every_epochs: int = 16
+    kill_shards: int = 0  # fault injection (actors.faults): shard kills at seeded points
+    fault_seed: int = 0
+    delay_batches: int = 0
+    duplicate_batches: int = 0
+    stale_batches: int = 0
+
+    @property
+    def faulty(self) -> bool:
+        return bool(self.kill_shards or self.delay_batches or self.duplicate_batches or self.stale_batches)
+
+    def durability(self, out_dir: Path):
+        """Where the shards keep their files: --data-dir, else OUT/data when faults are injected
+        (a killed shard needs something to recover from), else nowhere."""
+        from sim.durability import Durability
+
+        data_dir = self.data_dir or (str(Path(out_dir) / "data") if self.faulty else None)
+        return Durability(data_dir, self.fsync, 2 * self.snapshot_every_epochs)
 
 
 def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: RunOptions,
@@ -50,11 +70,12 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    hosts, host_info = _start_hosts(accounts, transfers, options)
+    hosts, host_info = _start_hosts(accounts, transfers, options, out_dir)
     startup_seconds = time.perf_counter() - started
     try:
         engine = Engine(accounts, hosts, options.window_epochs, options.stop_on_violation)
         result = _run_with_progress(engine, transfers, options)
+        fault_info = _fault_summary(hosts)
     except (BalanceOverflowError, InvariantViolation) as error:
         _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
         raise
@@ -62,6 +83,7 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
         hosts.close()
     divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
     summary = _summary(accounts, transfers, result, options, host_info, configuration or {})
+    summary.update(fault_info)
     summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds,
                    strict_serial_divergence=divergence, strict_serial_seconds=strict_seconds)
     files.write_results(out_dir / "results.parquet", transfers.id, result.status, transfers.epoch)
@@ -71,16 +93,45 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     return summary
 
 
-def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions):
+def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, out_dir: Path):
     hint = table_hint(transfers, options.window_epochs, options.shards)
     warm_up()  # compile (or load) every kernel now, not inside the timed epochs
+    durability = options.durability(out_dir)
     if options.in_process:
+        if options.faulty or durability.data_dir is not None:
+            raise ValueError("--in-process has no shard actors to kill or make durable;"
+                             " drop --in-process to use --data-dir or fault injection")
         return local_hosts(accounts, options.shards, options.window_epochs, hint), {"transport": "in_process"}
+    from actors.faults import FaultPlan
     from actors.ray_hosts import RayHosts, start_ray
 
+    calls = 2 * len(transfers.epoch_bounds()) + 1
+    plan = FaultPlan.draw(options.fault_seed, options.shards, calls, options.kill_shards,
+                          options.delay_batches, options.duplicate_batches, options.stale_batches)
     ray_info = start_ray(options.address)
-    hosts = RayHosts(accounts, options.shards, options.window_epochs, hint)
-    return hosts, {"transport": hosts.transport, "ray": ray_info}
+    hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan)
+    info = {"transport": hosts.transport, "ray": ray_info,
+            "durability": {"data_dir": durability.data_dir, "fsync": durability.fsync,
+                           "snapshot_every_epochs": durability.snapshot_every // 2}}
+    if options.faulty:
+        info["fault_plan"] = plan.describe()
+    return hosts, info
+
+
+def _fault_summary(hosts) -> dict:
+    """What the injected faults did (actors.ray_hosts.FaultReport), for summary.json."""
+    report = getattr(hosts, "report", None)
+    if report is None:
+        return {}
+    out = {"faults": report.summary(), "recoveries": report.recoveries}
+    if getattr(hosts, "durability", None) is not None and hosts.durability.data_dir is not None:
+        stats = hosts.durability_stats()
+        out["durability_stats"] = {
+            "wal_bytes": int(sum(st["wal_bytes"] for st in stats)),
+            "snapshots_written": int(sum(st["snapshots_written"] for st in stats)),
+            "snapshot_seconds": float(sum(st["snapshot_seconds"] for st in stats)),
+        }
+    return out
 
 
 def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions) -> EngineResult:

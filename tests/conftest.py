@@ -22,12 +22,13 @@ def actor_pool(ray_session):
     import ray
 
     from actors.shard_actor import ShardActor
+    from sim.durability import Durability
     from sim.warmup import warm_up
 
     warm_up()
     empty = np.zeros(0, np.uint64)
     actors = [ShardActor.options(num_cpus=0.01).remote(
-        0, 1, empty, empty.astype(np.uint32), empty.astype(np.uint16), np.zeros(0, np.uint32), 100)
+        Durability(), 0, 1, empty, empty.astype(np.uint32), empty.astype(np.uint16), np.zeros(0, np.uint32), 100)
         for _ in range(5)]
     ray.get([a.ready.remote() for a in actors])
     yield actors
