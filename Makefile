@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-smoke bench-generator clean
+.PHONY: run test bench bench-smoke bench-generator bank clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_throughput --smoke
+
+bank: $(STAMP)
+	$(BIN)/python -m benchmarks.bank
 
 bench-generator: $(STAMP)
 	$(BIN)/python -m benchmarks.generator_throughput
