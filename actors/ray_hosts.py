@@ -64,7 +64,7 @@ class ShardLost(RuntimeError):
     """A shard actor died and cannot be brought back (no data dir, or it keeps dying)."""
 
 
-RECOVERY_ATTEMPTS_MAX = 5
+RESTART_TIMEOUT_S = 300  # a restarted shard actor must answer within this
 
 
 class RayHosts:
@@ -200,19 +200,28 @@ class RayHosts:
         if self.durability.data_dir is None:
             raise ShardLost(f"shard {s} died ({type(error).__name__}) and there is no --data-dir to"
                             " recover it from; run with --data-dir DIR for durable shards")
-        for attempt in range(RECOVERY_ATTEMPTS_MAX):
+        return self._until_alive(s, lambda: self._send(s, method, seq, args), error)
+
+    def _until_alive(self, s: int, make_ref, error: Exception | None = None, raw: bool = False):
+        """Send (make_ref()) and receive until shard s answers: a restarting actor refuses
+        calls for a while ("The actor is restarting"), so retry with backoff up to
+        RESTART_TIMEOUT_S. Safe because every mutating call carries its sequence number."""
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        wait = 0.05
+        while True:
             try:
-                ray.get(self.actors[s].ready.remote(), timeout=ACTOR_START_TIMEOUT_S)  # restarted
-                return self._receive(s, self._send(s, method, seq, args))
+                return ray.get(make_ref()) if raw else self._receive(s, make_ref())
             except RayActorError as again:
                 error = again
-                time.sleep(0.1 * (attempt + 1))
-        raise ShardLost(f"shard {s} could not be recovered after {RECOVERY_ATTEMPTS_MAX} restarts: {error}")
+            if time.monotonic() > deadline:
+                raise ShardLost(f"shard {s} did not come back within {RESTART_TIMEOUT_S} s: {error}")
+            time.sleep(wait)
+            wait = min(2 * wait, 1.0)
 
     def _restarted(self, s: int, pid: int, method: str, seq) -> None:
         """A new incarnation of shard s answered: record the recovery (from the kill, or from
         the failed call that revealed it, to this answer) and offer it a stale batch if asked."""
-        info = ray.get(self.actors[s].ready.remote())
+        info = self._until_alive(s, lambda: self.actors[s].ready.remote(), None, raw=True)
         down_since = self._down_since.pop(s, None)
         if info["previous_died_at"] is not None:
             down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time
@@ -238,7 +247,7 @@ class RayHosts:
         """Offer shard s the call before the last one it answered: it must refuse it."""
         method, seq, args_per_shard = self._history[0]
         self.report.stale_offered += 1
-        answer = self._receive(s, self._send(s, method, seq, args_per_shard[s]))
+        answer = self._until_alive(s, lambda: self._send(s, method, seq, args_per_shard[s]))
         if answer["outcome"] != "stale":
             self.report.stale_applied += 1
 

@@ -1,9 +1,11 @@
 """xpay-sim's ledger: semantics, kernels, engine, files and command line.
 
 Importing the package points numba's on-disk cache at a folder named after a hash of this
-package's sources. Numba invalidates a cached kernel only when its own file changes, not when
-an inlined helper in another module does; keying the folder on every source file makes a
-stale kernel impossible (every process, Ray workers included, computes the same folder).
+package's kernel sources (every module that mentions numba). Numba invalidates a cached kernel
+only when its own file changes, not when an inlined helper in another module does; keying the
+folder on every kernel module makes a stale kernel impossible (every process, Ray workers
+included, computes the same folder), while edits to the driver-side modules (engine, runner,
+command line) leave the compiled kernels in place.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 def _numba_cache_dir() -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        source = path.read_bytes()
+        if b"numba" not in source:
+            continue
         digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        digest.update(source)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return str(base / "xpay-sim" / "numba" / digest.hexdigest()[:16])
 

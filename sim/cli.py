@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="generate a scenario's workload and run it through the engine")
     _scenario_options(run)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/SCENARIO-seedSEED)")
+    run.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                     help="continue the run in DIR (started with --data-dir or fault injection) from its"
+                          " last durable epoch; its scenario and engine settings come from DIR/run.toml")
+    run.add_argument("--crash-driver-after", type=_nonnegative, default=None, metavar="N",
+                     help="fault injection: the driver process dies after epoch index N (needs a data"
+                          " dir); continue with --resume")
     _engine_options(run, shards_default=4)
     run.set_defaults(handler=_run)
     generate = sub.add_parser("generate", help="write a scenario's accounts.parquet and workload.parquet")
@@ -155,7 +161,10 @@ def _options(args):
 
     if args.snapshot_every < 2:
         raise InputRefused(f"--snapshot-every(={args.snapshot_every}) must be >= 2 epochs")
-    return RunOptions(shards=args.shards, window_epochs=args.window_epochs, address=args.address,
+    crash = getattr(args, "crash_driver_after", None)
+    if crash is not None and args.data_dir is None:
+        raise InputRefused("--crash-driver-after needs --data-dir (a crashed driver resumes from it)")
+    return RunOptions(crash_driver_after=crash, shards=args.shards, window_epochs=args.window_epochs, address=args.address,
                       in_process=args.in_process, strict_serial=not args.no_strict_serial,
                       progress=args.progress, data_dir=args.data_dir, fsync=args.fsync,
                       snapshot_every_epochs=args.snapshot_every, kill_shards=args.kill_shards,
@@ -246,16 +255,89 @@ def _run(args) -> int:
     from sim.runner import replay
     from workloads.registry import workload_configuration
 
+    if args.resume is not None:
+        return _resume(args)
     out = args.out or RUNS_DIR_DEFAULT / f"{Path(args.scenario).stem}-seed{args.seed}"
+    options = _options(args)
     source, accounts, transfers, generate_seconds = _workload(args)
     _write_workload(out, accounts, transfers, source, args)
+    _write_run_toml(out, args, options.durability(out).data_dir)
     configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
                      "workload": workload_configuration(source),
                      "generate_seconds": generate_seconds}
     print(f"xpay run: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
           f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
-    summary = replay(accounts, transfers, out, _options(args), 0.0, configuration)
+    summary = replay(accounts, transfers, out, options, 0.0, configuration)
     return _finish(summary, out, args)
+
+
+RUN_TOML = "run.toml"
+# run.toml: what `xpay run --resume DIR` needs to continue a run: key -> (type, required)
+RUN_TOML_KEYS = {
+    "scenario": (str, True), "seed": (int, True), "users": (int, False), "epochs": (int, False),
+    "rows_per_epoch": (int, False), "shards": (int, True), "window_epochs": (int, True),
+    "data_dir": (str, False), "fsync": (str, True), "snapshot_every": (int, True),
+}
+
+
+def _write_run_toml(out: Path, args, data_dir: str | None) -> None:
+    """The run's settings, for --resume (written after the workload files are complete)."""
+    import json
+
+    values = {"scenario": args.scenario, "seed": args.seed, "users": args.users, "epochs": args.epochs,
+              "rows_per_epoch": args.rows_per_epoch, "shards": args.shards, "window_epochs": args.window_epochs,
+              "data_dir": data_dir, "fsync": args.fsync, "snapshot_every": args.snapshot_every}
+    lines = ["# written by xpay run; read by xpay run --resume"]
+    for key, value in values.items():
+        if value is not None:
+            lines.append(f"{key} = {json.dumps(value) if isinstance(value, str) else int(value)}")
+    tmp = out / (RUN_TOML + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out / RUN_TOML)
+
+
+def _read_run_toml(folder: Path) -> dict:
+    import tomllib
+
+    path = folder / RUN_TOML
+    if not path.exists():
+        raise InputRefused(f"{path}: no such file; --resume continues a folder written by xpay run")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise InputRefused(f"{path}: not valid TOML ({error})") from None
+    for key in values:
+        if key not in RUN_TOML_KEYS:
+            raise InputRefused(f"{path}: unknown key {key!r}")
+    for key, (kind, required) in RUN_TOML_KEYS.items():
+        if key not in values:
+            if required:
+                raise InputRefused(f"{path}: key {key!r} is missing")
+            values[key] = None
+        elif not isinstance(values[key], kind) or isinstance(values[key], bool):
+            raise InputRefused(f"{path}: key {key!r} must be a {kind.__name__}")
+    if values["data_dir"] is None:
+        raise InputRefused(f"{path}: the run had no data dir (--data-dir), so there is nothing to resume from")
+    return values
+
+
+def _resume(args) -> int:
+    from sim import files
+    from sim.runner import replay
+
+    folder = args.resume
+    saved = _read_run_toml(folder)
+    for key in ("scenario", "seed", "users", "epochs", "rows_per_epoch", "shards", "window_epochs",
+                "data_dir", "fsync", "snapshot_every"):
+        setattr(args, key, saved[key])
+    started = time.perf_counter()
+    accounts = files.read_accounts(folder / "accounts.parquet")
+    transfers = files.read_workload(folder / "workload.parquet")
+    configuration = {"command": "run --resume", "scenario": args.scenario, "seed": args.seed}
+    print(f"xpay run --resume: {folder}: {len(accounts):,} accounts, {len(transfers):,} rows", file=sys.stderr)
+    summary = replay(accounts, transfers, folder, _options(args), time.perf_counter() - started,
+                     configuration, resume=True)
+    return _finish(summary, folder, args)
 
 
 def _generate(args) -> int:

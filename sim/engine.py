@@ -104,6 +104,8 @@ class EngineMetrics:
     bytes_per_account: float = 0.0
     audit: list = field(default_factory=list)  # per boundary and ledger, see audit_row()
     commit_times: list = field(default_factory=list)  # time.perf_counter() of each commit ack
+    rows_before_resume: int = 0  # rows a resumed run took over from the journal (not timed)
+    committed_before_resume: int = 0
     status_counts: np.ndarray = field(default_factory=lambda: np.zeros(STATUS_COUNT, np.int64))
 
 
@@ -166,18 +168,25 @@ class Engine:
 
     # --- the epoch loop -------------------------------------------------------------------
     def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None,
-            keep_status: bool = True) -> EngineResult:
+            keep_status: bool = True, journal=None, resumed=None) -> EngineResult:
         """Run every epoch (each a Transfers of one epoch's rows, in order) and finish.
 
         The driver plans epoch e+1 while the shards evaluate epoch e. keep_status=False keeps
         only the status counts (long runs: memory stays flat); result.status is then empty.
+        journal (sim.journal.DriverJournal): record each epoch once its statuses are final.
+        resumed (sim.journal.Resumed): continue after its last epoch (the shards are already
+        back at that point); the epochs given are the whole run's, from the first.
         """
         metrics = EngineMetrics()
         statuses: list[np.ndarray] = []
         source = _nonempty(epochs)
-        rows = next(source, None)
-        plan = self.plan(rows, 0) if rows is not None else None
         pending_commit: tuple | None = None  # (plan, commit payloads, submit time)
+        index, row_offset = 0, 0
+        if resumed is not None:
+            pending_commit = self._take_over(resumed, source, metrics, statuses, keep_status)
+            index, row_offset = resumed.last_index + 1, resumed.row_offset
+        rows = next(source, None)
+        plan = self.plan(rows, row_offset) if rows is not None else None
         started = time.perf_counter()
         while plan is not None:
             submitted = time.perf_counter()
@@ -194,6 +203,9 @@ class Engine:
             pending_commit = (plan, commit, submitted)
             metrics.rows += len(plan.rows)
             metrics.epochs += 1
+            if journal is not None:
+                journal.record(index, plan.row_offset, status, commit, metrics.audit, metrics.committed)
+            index += 1
             if on_epoch is not None:
                 on_epoch(metrics.epochs, metrics.rows)
             plan = next_plan
@@ -204,6 +216,25 @@ class Engine:
         metrics.engine_seconds = time.perf_counter() - started
         status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
         return self._final(status, metrics, keep_status)
+
+    def _take_over(self, resumed, source, metrics: EngineMetrics, statuses: list, keep_status: bool) -> tuple:
+        """Metrics, statuses and the pending commit of the journal's epochs; the source skips them."""
+        last_rows = None
+        for _ in range(resumed.last_index + 1):
+            last_rows = next(source, None)
+            if last_rows is None:
+                raise ValueError(f"the journal has {resumed.last_index + 1} epochs, the workload fewer")
+        for done in resumed.status:
+            metrics.status_counts += np.bincount(done, minlength=STATUS_COUNT)
+            if keep_status:
+                statuses.append(done)
+        metrics.rows = metrics.rows_before_resume = resumed.rows
+        metrics.epochs = resumed.last_index + 1
+        metrics.committed = metrics.committed_before_resume = resumed.committed
+        metrics.audit = list(resumed.audit)
+        metrics.boundaries_checked = len({row["epoch"] for row in resumed.audit})
+        last_plan = self.plan(last_rows, resumed.row_offset - len(last_rows))
+        return (last_plan, resumed.commit, time.perf_counter())
 
     def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics, plan_next):
         k = self.shard_count

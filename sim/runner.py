@@ -8,6 +8,7 @@ both hand over accounts and transfers and get back the summary dict that is also
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -50,6 +51,7 @@ class RunOptions:
     delay_batches: int = 0
     duplicate_batches: int = 0
     stale_batches: int = 0
+    crash_driver_after: int | None = None  # fault injection: the driver dies after this epoch index
 
     @property
     def faulty(self) -> bool:
@@ -64,23 +66,38 @@ class RunOptions:
         return Durability(data_dir, self.fsync, 2 * self.snapshot_every_epochs)
 
 
+DRIVER_CRASH_EXIT_STATUS = 75  # --crash-driver-after: the driver's injected death
+
+
 def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: RunOptions,
-           read_seconds: float = 0.0, configuration: dict | None = None) -> dict:
-    """Run transfers through the sharded engine; write results, balances and summary."""
+           read_seconds: float = 0.0, configuration: dict | None = None, resume: bool = False) -> dict:
+    """Run transfers through the sharded engine; write results, balances and summary.
+
+    With a data dir the driver journals every epoch (sim.journal); resume=True continues from
+    the journal's last epoch (the shards roll back to it) instead of starting afresh.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    hosts, host_info = _start_hosts(accounts, transfers, options, out_dir)
+    journal, resumed = _open_journal(options, out_dir, resume)
+    hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
+    if resumed is not None:
+        host_info["resumed"] = {"after_epoch_index": resumed.last_index, "rows_done": resumed.rows,
+                                "shard_call": hosts.seq}
+    if options.crash_driver_after is not None and journal is not None:
+        hosts = _CrashingDriver(hosts, journal, options.crash_driver_after)
     startup_seconds = time.perf_counter() - started
     try:
         engine = Engine(accounts, hosts, options.window_epochs, options.stop_on_violation)
-        result = _run_with_progress(engine, transfers, options)
+        result = _run_with_progress(engine, transfers, options, journal, resumed)
         fault_info = _fault_summary(hosts)
     except (BalanceOverflowError, InvariantViolation) as error:
         _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
         raise
     finally:
         hosts.close()
+        if journal is not None:
+            journal.close()
     divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
     summary = _summary(accounts, transfers, result, options, host_info, configuration or {})
     summary.update(fault_info)
@@ -93,7 +110,45 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     return summary
 
 
-def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, out_dir: Path):
+def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
+    """The driver's journal when the shards are durable, and what it holds when resuming."""
+    durability = options.durability(out_dir)
+    if durability.data_dir is None or options.in_process:
+        if resume:
+            raise ValueError("nothing to resume from: the run had no data dir")
+        return None, None
+    from sim.durability import truncate_after
+    from sim.journal import DriverJournal, calls_through, load
+
+    resumed = load(durability.data_dir, options.shards) if resume else None
+    if resumed is not None:
+        for s in range(options.shards):  # back to the last durable epoch: its evaluation
+            truncate_after(durability.shard_dir(s), calls_through(resumed.last_index))
+    journal = DriverJournal(durability.data_dir, durability.fsync)
+    journal.start(resumed)
+    return journal, resumed
+
+
+class _CrashingDriver:
+    """Fault injection (--crash-driver-after N): the driver process dies right after sending
+    the shards the epoch that follows epoch index N, as a crash would leave it."""
+
+    def __init__(self, hosts, journal, after: int):
+        self._hosts, self._journal, self._after = hosts, journal, after
+
+    def __getattr__(self, name):
+        return getattr(self._hosts, name)
+
+    def submit(self, method: str, args_per_shard: list):
+        handle = self._hosts.submit(method, args_per_shard)
+        if method == "begin_epoch" and self._journal.last_index >= self._after:
+            print(f"xpay: injected driver crash after epoch index {self._after}", file=sys.stderr, flush=True)
+            os._exit(DRIVER_CRASH_EXIT_STATUS)
+        return handle
+
+
+def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, out_dir: Path,
+                 fresh: bool = True):
     hint = table_hint(transfers, options.window_epochs, options.shards)
     warm_up()  # compile (or load) every kernel now, not inside the timed epochs
     durability = options.durability(out_dir)
@@ -109,7 +164,8 @@ def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, 
     plan = FaultPlan.draw(options.fault_seed, options.shards, calls, options.kill_shards,
                           options.delay_batches, options.duplicate_batches, options.stale_batches)
     ray_info = start_ray(options.address)
-    hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan)
+    hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan,
+                     fresh=fresh)
     info = {"transport": hosts.transport, "ray": ray_info,
             "durability": {"data_dir": durability.data_dir, "fsync": durability.fsync,
                            "snapshot_every_epochs": durability.snapshot_every // 2}}
@@ -134,20 +190,24 @@ def _fault_summary(hosts) -> dict:
     return out
 
 
-def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions) -> EngineResult:
+def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions, journal=None,
+                       resumed=None) -> EngineResult:
     show = sys.stderr.isatty() if options.progress is None else options.progress
     if not show:
-        return engine.run(split_epochs(transfers))
+        return engine.run(split_epochs(transfers), journal=journal, resumed=resumed)
     from tqdm import tqdm
 
     with tqdm(total=len(transfers), unit="row", unit_scale=True, desc="engine", file=sys.stderr) as bar:
         done = [0]
+        if resumed is not None:
+            bar.update(resumed.rows)
+            done[0] = resumed.rows
 
         def on_epoch(epochs: int, rows: int) -> None:
             bar.update(rows - done[0])
             done[0] = rows
 
-        return engine.run(split_epochs(transfers), on_epoch=on_epoch)
+        return engine.run(split_epochs(transfers), on_epoch=on_epoch, journal=journal, resumed=resumed)
 
 
 def _strict_serial_divergence(accounts, transfers, result, options) -> tuple[float | None, float]:
@@ -179,8 +239,8 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "status_counts": status_counts(result.status),
         "shards": options.shards,
         "engine_seconds": seconds,
-        "rows_per_s": m.rows / seconds if seconds > 0 else None,
-        "committed_per_s": m.committed / seconds if seconds > 0 else None,
+        "rows_per_s": (m.rows - m.rows_before_resume) / seconds if seconds > 0 else None,
+        "committed_per_s": (m.committed - m.committed_before_resume) / seconds if seconds > 0 else None,
         "epoch_latency_ms": latency_summary(m.epoch_latency_ms),
         "invariants": {
             "double_entry": not any(v["invariant"] == "double_entry" for v in violations),
