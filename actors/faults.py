@@ -57,9 +57,12 @@ class FaultPlan:
             shard, seq = flat % shard_count, flat // shard_count + 1
             points = [p for p in KILL_POINTS if p != "committed" or (seq % 2 == 1 and seq > 1)]
             plan.kills[(shard, seq)] = points[int(rng.integers(len(points)))]
+        points = shard_count * max(calls, 1)
         for count, target in ((delays, plan.delays), (duplicates, plan.duplicates)):
-            for _ in range(int(count)):
-                target.add((int(rng.integers(shard_count)), int(rng.integers(1, max(calls, 1) + 1))))
+            if count > points:
+                raise ValueError(f"{count} faults of one kind: this run has only {points} (shard, call) points")
+            for flat in rng.choice(points, size=int(count), replace=False) if count else []:
+                target.add((int(flat) % shard_count, int(flat) // shard_count + 1))
         return plan
 
     def describe(self) -> dict:

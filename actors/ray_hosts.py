@@ -113,6 +113,7 @@ class RayHosts:
             ray.get([a.reset.remote(*args) for a, args in zip(self.actors, per_shard)])
         info = _wait_ready(self.actors)
         self.pids = [i["pid"] for i in info]
+        self.starts = [i["starts"] for i in info]
         seqs = {i["seq"] for i in info}
         if len(seqs) != 1:
             raise RuntimeError(f"the shards recovered to different calls: {sorted(seqs)}")
@@ -162,6 +163,7 @@ class RayHosts:
 
     def _kill(self, s: int) -> None:
         """Kill shard s's actor process now; Ray restarts it (fault injection)."""
+        self.report.driver_kills += 1
         self._down_since.setdefault(s, time.time())
         ray.kill(self.actors[s], no_restart=False)
 
@@ -200,7 +202,9 @@ class RayHosts:
         if self.durability.data_dir is None:
             raise ShardLost(f"shard {s} died ({type(error).__name__}) and there is no --data-dir to"
                             " recover it from; run with --data-dir DIR for durable shards")
-        return self._until_alive(s, lambda: self._send(s, method, seq, args), error)
+        point = self.faults.kills.get((s, seq)) if seq is not None else None
+        die_at = point if point in ACTOR_POINTS else None  # fires once: the shard marks it fired
+        return self._until_alive(s, lambda: self._send(s, method, seq, args, die_at), error)
 
     def _until_alive(self, s: int, make_ref, error: Exception | None = None, raw: bool = False):
         """Send (make_ref()) and receive until shard s answers: a restarting actor refuses
@@ -226,8 +230,10 @@ class RayHosts:
         if info["previous_died_at"] is not None:
             down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time
         self.pids[s] = pid
+        restarts = max(info["starts"] - self.starts[s], 1)  # two deaths in a row show as one answer
+        self.starts[s] = info["starts"]
         self.report.recoveries.append({
-            "shard": s, "seq": seq, "method": method,
+            "shard": s, "seq": seq, "method": method, "restarts": restarts,
             "seconds": time.time() - down_since if down_since is not None else None,
             "replayed": info["replayed"], "snapshot_seq": info["snapshot_seq"],
             "actor_start_seconds": info["start_seconds"], "log_recovery_seconds": info["recovery_seconds"]})
@@ -250,6 +256,16 @@ class RayHosts:
         answer = self._until_alive(s, lambda: self._send(s, method, seq, args_per_shard[s]))
         if answer["outcome"] != "stale":
             self.report.stale_applied += 1
+
+    def count_faults(self) -> None:
+        """Ask every shard how many times it was started and killed itself (its own counters,
+        kept in its data folder), so the report counts kills that happened and restarts."""
+        if self.durability.data_dir is None:
+            return
+        infos = [self._until_alive(s, lambda s=s: self.actors[s].ready.remote(), None, raw=True)
+                 for s in range(self.shard_count)]
+        self.report.self_kills = sum(i["self_kills"] for i in infos)
+        self.report.restarts = sum(i["starts"] - 1 for i in infos)
 
     def durability_stats(self) -> list[dict]:
         return ray.get([a.durability_stats.remote() for a in self.actors])
@@ -274,7 +290,10 @@ class RayHosts:
 class FaultReport:
     """What a run's faults did: the numbers the bank test reports."""
 
-    kills: list = field(default_factory=list)  # {"shard", "seq", "point"} as injected
+    kills: list = field(default_factory=list)  # {"shard", "seq", "point"} as planned and sent
+    driver_kills: int = 0  # ray.kill calls made (during / between)
+    self_kills: int = 0  # actor-point kills that happened (count_faults)
+    restarts: int = 0  # actor processes started after the first, all shards (count_faults)
     recoveries: list = field(default_factory=list)
     delays: int = 0
     duplicates_offered: int = 0
@@ -286,7 +305,8 @@ class FaultReport:
     def summary(self) -> dict:
         seconds = sorted(r["seconds"] for r in self.recoveries if r["seconds"] is not None)
         return {
-            "kills": len(self.kills), "recoveries": len(self.recoveries),
+            "kills_planned": len(self.kills), "kills": self.driver_kills + self.self_kills,
+            "recoveries": self.restarts, "recovery_events": len(self.recoveries),
             "recovery_seconds_p50": float(np.percentile(seconds, 50)) if seconds else None,
             "recovery_seconds_p99": float(np.percentile(seconds, 99)) if seconds else None,
             "recovery_seconds_max": seconds[-1] if seconds else None,

@@ -60,16 +60,47 @@ DEATH_NOTE = "died-at"  # in the shard's data folder: when a fault-injected kill
 
 def _die_at(wanted: str | None, folder):
     """The fault hook of one call: this process exits at the named point (fault injection),
-    leaving the time of death for its next incarnation to report (recovery time)."""
-    if wanted is None:
+    leaving the time of death for its next incarnation to report (recovery time). Each
+    planned kill fires once: a marker in the data folder stops it firing again when the call
+    is sent again after the restart."""
+    if wanted is None or folder is None:
         return None
 
     def fault(point: str, seq: int, method: str) -> None:
         if point == wanted:
+            marker = folder / f"fault-{seq}-{point}"
+            if marker.exists():
+                return
+            marker.write_text("fired\n")
             if folder is not None:
                 (folder / DEATH_NOTE).write_text(f"{time.time():.6f}\n")
+                _bump(folder / SELF_KILLS_FILE)
             os._exit(KILLED_EXIT_STATUS)
     return fault
+
+
+STARTS_FILE = "starts"  # in the shard's data folder: how many processes have hosted it
+SELF_KILLS_FILE = "self-kills"  # how many fault-injected kills happened inside the actor
+
+
+def _count(path) -> int:
+    """A counter in one of our own files (one integer), 0 when absent."""
+    try:
+        return int(path.read_text().strip()) if path.exists() else 0
+    except ValueError:
+        return 0
+
+
+def _bump(path) -> int:
+    count = _count(path) + 1
+    path.write_text(f"{count}\n")
+    return count
+
+
+def _count_start(folder) -> int:
+    """This incarnation's number (1 for the first process to host the shard in this run), so
+    the driver counts every restart, even two in a row it saw as one."""
+    return 1 if folder is None else _bump(folder / STARTS_FILE)
 
 
 def _read_death_note(folder) -> float | None:
@@ -94,6 +125,7 @@ class ShardActor:
         self.durable = DurableShard(ShardState(*args), durability)  # recovers from its files, if any
         self.state = self.durable.state
         self.died_at = _read_death_note(self.durable.folder)
+        self.starts = _count_start(self.durable.folder)
         self.reader = ArenaReader()
         self.writer = Arena(f"s{self.state.shard_index}-out")
         self.seconds = collections.defaultdict(float)
@@ -110,7 +142,9 @@ class ShardActor:
         stats = self.durable.stats
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "seq": self.durable.seq,
                 "recovered": stats.recovered, "replayed": stats.replayed, "snapshot_seq": stats.snapshot_seq,
-                "recovery_seconds": stats.recovery_seconds, "start_seconds": self.start_seconds, "previous_died_at": self.died_at}
+                "recovery_seconds": stats.recovery_seconds, "start_seconds": self.start_seconds, "previous_died_at": self.died_at,
+                "starts": self.starts,
+                "self_kills": 0 if self.durable.folder is None else _count(self.durable.folder / SELF_KILLS_FILE)}
 
     def _apply(self, method: str, seq: int | None, args: tuple, die_at: str | None):
         assert method in SHARD_METHODS, method

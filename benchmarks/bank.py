@@ -90,6 +90,7 @@ def faulty(accounts, transfers, shards: int, seed: int, size: BankSize, data_dir
         started = time.perf_counter()
         result = Engine(accounts, hosts, WINDOW_EPOCHS, stop_on_violation=True).run(split_epochs(transfers))
         seconds = time.perf_counter() - started
+        hosts.count_faults()
         return result, hosts.report, plan, seconds
     finally:
         hosts.close()
@@ -104,7 +105,7 @@ def bank_run(seed: int, shards: int, size: BankSize, accounts, transfers, expect
     summary = report.summary()
     return {
         "seed": seed, "shards": shards, "rows": len(transfers), "epochs": result.metrics.epochs,
-        "kills": summary["kills"], "kill_points": json.dumps(plan.describe()["kill_points"], sort_keys=True),
+        "kills_planned": summary["kills_planned"], "kills": summary["kills"], "kill_points": json.dumps(plan.describe()["kill_points"], sort_keys=True),
         "recoveries": summary["recoveries"],
         "rows_lost_or_changed": int(np.count_nonzero(differ)),
         "accounts_differing": accounts_differing,
@@ -147,7 +148,8 @@ def run_bank(size: BankSize, out: Path | None, progress=print) -> dict:
         shutil.rmtree(data_root, ignore_errors=True)
     all_seconds = sorted(s for row in rows for s in row["recovery_seconds"] if s is not None)
     totals = {
-        "runs": len(rows), "kills": sum(r["kills"] for r in rows), "recoveries": sum(r["recoveries"] for r in rows),
+        "runs": len(rows), "kills_planned": sum(r["kills_planned"] for r in rows),
+        "kills": sum(r["kills"] for r in rows), "recoveries": sum(r["recoveries"] for r in rows),
         "rows_lost_or_changed": sum(r["rows_lost_or_changed"] for r in rows),
         "accounts_differing": sum(r["accounts_differing"] for r in rows),
         "duplicates_applied": sum(r["duplicates_applied"] for r in rows),

@@ -179,6 +179,7 @@ def _fault_summary(hosts) -> dict:
     report = getattr(hosts, "report", None)
     if report is None:
         return {}
+    hosts.count_faults()
     out = {"faults": report.summary(), "recoveries": report.recoveries}
     if getattr(hosts, "durability", None) is not None and hosts.durability.data_dir is not None:
         stats = hosts.durability_stats()
