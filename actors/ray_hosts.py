@@ -140,6 +140,8 @@ class RayHosts:
                 self.report.delays += 1
             point = self.faults.kills.get((s, seq)) if seq is not None else None
             die_at = point if point in ACTOR_POINTS else None
+            if point == "during":  # kill it while it works on this call, not while it restarts
+                self._until_alive(s, lambda s=s: self.actors[s].ready.remote(), None, raw=True)
             handles[s] = self._send(s, method, seq, args_per_shard[s], die_at)
             if point is not None:
                 self.report.kills.append({"shard": s, "seq": seq, "point": point})
