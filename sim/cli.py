@@ -248,7 +248,8 @@ def _write_workload(out: Path, accounts, transfers, source, args) -> None:
     files.write_workload(out / "workload.parquet", transfers)
     scenario = getattr(source, "scenario", None)
     compression = float(scenario.time.compression) if scenario is not None else 1.0
-    write_clock(out / CLOCK_FILE, args.scenario, args.seed, compression)
+    write_clock(out / CLOCK_FILE, args.scenario, args.seed, compression,
+                _funding_epochs(source))
 
 
 def _run(args) -> int:
@@ -340,6 +341,14 @@ def _resume(args) -> int:
     return _finish(summary, folder, args)
 
 
+def _funding_epochs(source) -> int:
+    """How many of the source's first epochs only fund accounts (for describe's time curves)."""
+    count = getattr(source, "funding_epoch_count", None)
+    if count is None:
+        count = getattr(getattr(source, "config", None), "funding_epoch_count", 0)
+    return int(count)
+
+
 def _generate(args) -> int:
     """Stream the scenario's epochs straight to workload.parquet: memory holds one epoch (and
     the accounts), so scenarios larger than memory can be written."""
@@ -358,7 +367,8 @@ def _generate(args) -> int:
             writer.write(rows)
     scenario = getattr(source, "scenario", None)
     write_clock(args.out / CLOCK_FILE, args.scenario, args.seed,
-                float(scenario.time.compression) if scenario is not None else 1.0)
+                float(scenario.time.compression) if scenario is not None else 1.0,
+                _funding_epochs(source))
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
           f" {writer.rows:,} rows in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
     return 0

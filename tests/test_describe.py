@@ -209,3 +209,21 @@ def test_quickstart_golden_statistics():
         0.4114856182662845, abs=1e-12)
     assert d["flags"]["linked"]["rows"] == 420
     assert d["retries"]["rows"] == 0
+
+
+def test_funding_epochs_are_left_out_of_the_time_curves(tmp_path):
+    from sim import files
+    from workloads.describe import write_clock
+
+    d = describe(ACCOUNTS, transfers_of(HAND_ROWS), funding_epochs=1)  # epoch 0: 3 rows in hour 0
+    assert d["funding_epochs_excluded_from_time_curves"] == 1
+    assert d["hourly"]["rows_per_hour"][0] == 0 and sum(d["hourly"]["rows_per_hour"]) == 7
+    assert d["burst"]["active_minutes"] == 3
+    assert d["rows"] == 10 and sum(d["mix"][name]["rows"] for name in d["mix"]) == 10
+    files.write_accounts(tmp_path / "accounts.parquet", ACCOUNTS)
+    files.write_workload(tmp_path / "workload.parquet", transfers_of(HAND_ROWS))
+    write_clock(tmp_path / "workload.toml", "hand", 1, 1.0, funding_epochs=4)
+    assert sum(describe_dir(tmp_path)["hourly"]["rows_per_hour"]) == 0
+    (tmp_path / "workload.toml").write_text("funding_epochs = -1\n")
+    with pytest.raises(InputRefused, match="funding_epochs"):
+        describe_dir(tmp_path)

@@ -19,7 +19,9 @@ What is measured, and the rules behind each figure:
   the busiest 1% of the distinct P2P senders (debit accounts); the busiest k% are the
   ceil(k% of senders) with the most P2P rows, at least one;
 - `hourly`: rows per simulated hour of day (hour = floor(sim_time_us / 1h) mod 24, 24
-  values) and peak over mean (the mean over all 24 hours);
+  values) and peak over mean (the mean over all 24 hours), over the traffic epochs: the
+  funding epochs a generator puts first (`funding_epochs` in DIR/workload.toml) are left
+  out of this and of `burst`;
 - `burst`: rows per simulated minute (floor(sim_time_us / 1 min)) over the minutes that have
   at least one row: active minute count, peak, mean and peak over mean;
 - `flags`: rows with each transfer flag bit set (linked, pending, post, void) and their
@@ -83,43 +85,63 @@ def describe_dir(path, model_seconds_per_sim_second: float | None = None) -> dic
     folder = Path(path)
     accounts = files.read_accounts(folder / ACCOUNTS_FILE)
     transfers = files.read_workload(folder / WORKLOAD_FILE)
+    clock = _read_clock_file(folder / CLOCK_FILE)
     if model_seconds_per_sim_second is None:
-        model_seconds_per_sim_second = read_clock(folder / CLOCK_FILE)
-    return describe(accounts, transfers, model_seconds_per_sim_second)
+        model_seconds_per_sim_second = clock["model_seconds_per_sim_second"]
+    return describe(accounts, transfers, model_seconds_per_sim_second, clock["funding_epochs"])
 
 
 def read_clock(path: Path) -> float:
     """model_seconds_per_sim_second from a workload.toml (1.0 when there is none)."""
+    return _read_clock_file(path)["model_seconds_per_sim_second"]
+
+
+def _read_clock_file(path: Path) -> dict:
+    """model_seconds_per_sim_second (default 1.0) and funding_epochs (default 0) of a
+    workload.toml; a bad value is refused naming the key."""
     import tomllib
 
     from sim.errors import InputRefused
 
+    out = {"model_seconds_per_sim_second": 1.0, "funding_epochs": 0}
     if not path.exists():
-        return 1.0
+        return out
     try:
-        value = tomllib.loads(path.read_text()).get("model_seconds_per_sim_second", 1.0)
+        values = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputRefused(f"{path}: not valid TOML ({error})") from None
+    value = values.get("model_seconds_per_sim_second", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InputRefused(f"{path}: model_seconds_per_sim_second must be a number > 0, not {value!r}")
-    return float(value)
+    funding = values.get("funding_epochs", 0)
+    if isinstance(funding, bool) or not isinstance(funding, int) or funding < 0:
+        raise InputRefused(f"{path}: funding_epochs must be an integer >= 0, not {funding!r}")
+    out.update(model_seconds_per_sim_second=float(value), funding_epochs=funding)
+    return out
 
 
-def write_clock(path: Path, scenario: str, seed: int, model_seconds_per_sim_second: float) -> None:
+def write_clock(path: Path, scenario: str, seed: int, model_seconds_per_sim_second: float,
+                funding_epochs: int = 0) -> None:
+    """funding_epochs: the workload's first epochs that only fund accounts (at sim time 0);
+    describe leaves them out of the hourly curve and the bursts."""
     path.write_text(f'scenario = "{scenario}"\nseed = {int(seed)}\n'
-                    f"model_seconds_per_sim_second = {float(model_seconds_per_sim_second)!r}\n")
+                    f"model_seconds_per_sim_second = {float(model_seconds_per_sim_second)!r}\n"
+                    f"funding_epochs = {int(funding_epochs)}\n")
 
 
-def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_second: float = 1.0) -> dict:
+def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_second: float = 1.0,
+             funding_epochs: int = 0) -> dict:
     """The realised statistics of a workload (see the module docstring), plain Python values.
 
     Hourly and per-minute figures use model time: sim_time_us x model_seconds_per_sim_second
-    (a scenario may play a model day in a minute of sim time).
+    (a scenario may play a model day in a minute of sim time), and leave out the first
+    `funding_epochs` epochs (set-up traffic at sim time 0, not part of the day's curve).
     """
     rows = len(transfers)
     time_us = transfers.sim_time_us
     model_us = time_us if model_seconds_per_sim_second == 1.0 else (
         time_us.astype(np.float64) * model_seconds_per_sim_second).astype(np.int64)
+    traffic_us = model_us[_first_traffic_row(transfers.epoch, funding_epochs):]
     return {
         "model_seconds_per_sim_second": float(model_seconds_per_sim_second),
         "rows": rows,
@@ -130,8 +152,9 @@ def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_sec
         "mix": _mix(transfers.code),
         "amount_minor": _amounts(transfers.code, transfers.ledger, transfers.amount),
         "sender_concentration": _sender_concentration(transfers),
-        "hourly": _hourly(model_us),
-        "burst": _burst(model_us),
+        "funding_epochs_excluded_from_time_curves": int(funding_epochs),
+        "hourly": _hourly(traffic_us),
+        "burst": _burst(traffic_us),
         "flags": _flags(transfers.flags),
         "pending_share": _share(int(np.count_nonzero(transfers.flags & FLAG_PENDING)), rows),
         "retries": _retries(transfers.id, transfers.code),
@@ -203,6 +226,14 @@ def _sender_concentration(transfers: Transfers) -> dict:
         out[f"{name}_senders"] = top
         out[f"{name}_share_of_rows"] = _share(int(busiest_first[:top].sum()), len(senders))
     return out
+
+
+def _first_traffic_row(epoch: np.ndarray, funding_epochs: int) -> int:
+    """The first row after the first `funding_epochs` distinct epochs (epochs never decrease)."""
+    if funding_epochs <= 0 or len(epoch) == 0:
+        return 0
+    starts = np.flatnonzero(np.r_[True, epoch[1:] != epoch[:-1]])
+    return int(starts[funding_epochs]) if funding_epochs < len(starts) else len(epoch)
 
 
 def _hourly(time_us: np.ndarray) -> dict:
