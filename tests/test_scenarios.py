@@ -342,3 +342,29 @@ def test_any_small_population_runs_clean(users, merchant, crypto, eur_share, see
     assert result.metrics.invariant_violations == []
     assert set(np.unique(result.status).tolist()) <= EXPECTED_WITHOUT_BAD_CLIENTS
     assert len(np.unique(transfers.id)) == len(transfers)
+
+
+def test_black_friday_holds_expire_within_the_day():
+    """black-friday's 6-hour checkout holds: unresolved authorisations expire inside the run,
+    and the engine releases them (less is pending at the end than was ever left unresolved)."""
+    from sim.constants import FLAG_POST_PENDING_TRANSFER, FLAG_VOID_PENDING_TRANSFER, OK
+    from sim.engine import run_local
+
+    workload, accounts, transfers = generate(small("black-friday"), 5)
+    auth = (transfers.code == CODE["card_authorize"]) & ((transfers.flags & FLAG_PENDING) != 0)
+    resolving = (transfers.flags & (FLAG_POST_PENDING_TRANSFER | FLAG_VOID_PENDING_TRANSFER)) != 0
+    unresolved = auth & ~np.isin(transfers.id, transfers.pending_id[resolving])
+    expire_at = transfers.sim_time_us + transfers.timeout_s.astype(np.int64) * 1_000_000
+    due_in_run = unresolved & (expire_at < transfers.sim_time_us[-1])
+    assert due_in_run.sum() > 100
+    result = run_local(accounts, transfers, 2)
+    ok = result.status == OK
+    pending_ok = ((transfers.flags & FLAG_PENDING) != 0) & ok
+    committed_resolutions = transfers.pending_id[resolving & ok]
+    open_holds = pending_ok & ~np.isin(transfers.id, committed_resolutions)
+    last_start = int(transfers.sim_time_us[np.searchsorted(transfers.epoch, transfers.epoch[-1])])
+    expired = open_holds & (transfers.timeout_s > 0) & (expire_at <= last_start)
+    assert (expired & auth).sum() > 100
+    pending_at_end = int(result.balances.debits_pending.sum())
+    assert pending_at_end == int(transfers.amount[open_holds & ~expired].sum())
+    assert result.metrics.invariant_violations == []
