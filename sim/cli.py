@@ -178,6 +178,7 @@ def _replay(args) -> int:
 
     started = time.perf_counter()
     try:
+        _check_replay_memory(args.accounts, args.workload)
         accounts = files.read_accounts(args.accounts)
         transfers = files.read_workload(args.workload)
     except InputRefused:
@@ -226,6 +227,25 @@ def _check_memory(name: str, source) -> None:
             f" about {need / 2**30:.0f} GiB materialised; this machine has {have / 2**30:.0f} GiB"
             " available (run it on a bigger machine or a Ray cluster, or lower population.users"
             " or rate.scale in a copy of the scenario)")
+
+
+def _check_replay_memory(accounts_path: Path, workload_path: Path) -> None:
+    """Refuse, before reading anything, files whose run cannot fit in memory (row counts from
+    the Parquet footers; unreadable files are left to the strict readers)."""
+    import pyarrow.parquet as pq
+
+    try:
+        accounts = pq.ParquetFile(accounts_path).metadata.num_rows
+        rows = pq.ParquetFile(workload_path).metadata.num_rows
+    except Exception:
+        return
+    need = rows * RUN_BYTES_PER_ROW + accounts * RUN_BYTES_PER_ACCOUNT
+    have = _available_memory_bytes()
+    if have is not None and need > 0.8 * have:
+        raise InputRefused(
+            f"{workload_path}: {accounts:,} accounts and {rows:,} rows need about {need / 2**30:.0f} GiB"
+            f" in memory; this machine has {have / 2**30:.0f} GiB available (run it on a bigger"
+            " machine or a Ray cluster, or split the workload)")
 
 
 def _available_memory_bytes() -> int | None:

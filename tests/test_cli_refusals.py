@@ -77,3 +77,16 @@ def test_malformed_file_is_refused(tmp_path, capsys, case):
     assert named in err[0]
     assert "Traceback" not in err[0]
     assert not (out / "results.parquet").exists()
+
+
+def test_replay_too_big_for_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
+    import sim.cli as cli
+
+    write_good(tmp_path)
+    monkeypatch.setattr(cli, "_available_memory_bytes", lambda: 1024)
+    status = main(["replay", "--accounts", str(tmp_path / "accounts.parquet"), "--workload",
+                   str(tmp_path / "workload.parquet"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "need about" in err and "available" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "results.parquet").exists()
