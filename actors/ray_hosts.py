@@ -219,6 +219,8 @@ class RayHosts:
                 return ray.get(make_ref()) if raw else self._receive(s, make_ref())
             except RayActorError as again:
                 error = again
+                if getattr(again, "actor_init_failed", False):
+                    raise ShardLost(f"shard {s} could not start again: {again}") from None
             if time.monotonic() > deadline:
                 raise ShardLost(f"shard {s} did not come back within {RESTART_TIMEOUT_S} s: {error}")
             time.sleep(wait)
@@ -228,6 +230,7 @@ class RayHosts:
         """A new incarnation of shard s answered: record the recovery (from the kill, or from
         the failed call that revealed it, to this answer) and offer it a stale batch if asked."""
         info = self._until_alive(s, lambda: self.actors[s].ready.remote(), None, raw=True)
+        remove_orphan_arenas()  # the dead incarnation's output arena
         down_since = self._down_since.pop(s, None)
         if info["previous_died_at"] is not None:
             down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time

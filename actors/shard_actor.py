@@ -22,7 +22,9 @@ import time
 import ray
 
 from actors.transport import Arena, ArenaReader
-from sim.durability import LOGGED_METHODS, Durability, DurableShard
+from sim.durability import (
+    DEATH_NOTE, FAULT_MARKER_PREFIX, LOGGED_METHODS, SELF_KILLS_FILE, STARTS_FILE, Durability, DurableShard,
+)
 from sim.shard_state import ShardState
 from sim.warmup import warm_up
 
@@ -55,7 +57,6 @@ class ArenaLoopback:
         self.writer.close()
 
 
-DEATH_NOTE = "died-at"  # in the shard's data folder: when a fault-injected kill happened
 
 
 def _die_at(wanted: str | None, folder):
@@ -68,7 +69,7 @@ def _die_at(wanted: str | None, folder):
 
     def fault(point: str, seq: int, method: str) -> None:
         if point == wanted:
-            marker = folder / f"fault-{seq}-{point}"
+            marker = folder / f"{FAULT_MARKER_PREFIX}{seq}-{point}"
             if marker.exists():
                 return
             marker.write_text("fired\n")
@@ -79,8 +80,9 @@ def _die_at(wanted: str | None, folder):
     return fault
 
 
-STARTS_FILE = "starts"  # in the shard's data folder: how many processes have hosted it
-SELF_KILLS_FILE = "self-kills"  # how many fault-injected kills happened inside the actor
+# In the shard's data folder: DEATH_NOTE, when a fault-injected kill happened; STARTS_FILE,
+# how many processes have hosted the shard; SELF_KILLS_FILE, how many fault-injected kills
+# happened inside the actor; FAULT_MARKER_PREFIX + seq-point, a planned kill that fired.
 
 
 def _count(path) -> int:
@@ -152,8 +154,10 @@ class ShardActor:
             return {"outcome": "read", "seq": self.durable.seq, "pid": os.getpid(),
                     "result": getattr(self.state, method)(*args)}
         self.durable.fault = _die_at(die_at, self.durable.folder)
-        outcome, result = self.durable.apply(seq, method, args)
-        self.durable.fault = None
+        try:
+            outcome, result = self.durable.apply(seq, method, args)
+        finally:
+            self.durable.fault = None
         return {"outcome": outcome, "seq": self.durable.seq, "pid": os.getpid(), "result": result}
 
     def call(self, method: str, seq: int | None, die_at: str | None, *args):

@@ -162,7 +162,8 @@ def _options(args):
     if args.snapshot_every < 2:
         raise InputRefused(f"--snapshot-every(={args.snapshot_every}) must be >= 2 epochs")
     crash = getattr(args, "crash_driver_after", None)
-    if crash is not None and args.data_dir is None:
+    faulty = args.kill_shards or args.delay_batches or args.duplicate_batches or args.stale_batches
+    if crash is not None and args.data_dir is None and not faulty:
         raise InputRefused("--crash-driver-after needs --data-dir (a crashed driver resumes from it)")
     return RunOptions(crash_driver_after=crash, shards=args.shards, window_epochs=args.window_epochs, address=args.address,
                       in_process=args.in_process, strict_serial=not args.no_strict_serial,
@@ -282,7 +283,8 @@ def _run(args) -> int:
     options = _options(args)
     source, accounts, transfers, generate_seconds = _workload(args)
     _write_workload(out, accounts, transfers, source, args)
-    _write_run_toml(out, args, options.durability(out).data_dir)
+    data_dir = options.durability(out).data_dir
+    _write_run_toml(out, args, None if data_dir is None else str(Path(data_dir).resolve()))
     configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
                      "workload": workload_configuration(source),
                      "generate_seconds": generate_seconds}

@@ -32,6 +32,7 @@ not a machine crash); ``"call"`` fsyncs each log record before the call is appli
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import uuid
@@ -181,6 +182,8 @@ class WalWriter:
         self._sink = open(self.path, "wb")
         self._writer = pa.ipc.new_stream(self._sink, ITEM_SCHEMA)
         self.bytes = 0
+        if fsync == "call":
+            fsync_dir(folder)  # the new file's name is durable before any record in it
 
     def append(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
@@ -252,7 +255,7 @@ def write_snapshot(folder: Path, seq: int, named: list[tuple[str, object]]) -> P
         sink.flush()
         os.fsync(sink.fileno())
     tmp.replace(path)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return path
 
 
@@ -265,7 +268,7 @@ def read_snapshot(path: Path) -> tuple[int, dict]:
     return seq, dict(named)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -275,29 +278,71 @@ def _fsync_dir(folder: Path) -> None:
 
 def truncate_after(folder: Path, seq: int) -> None:
     """Roll a shard's files back to the state after call seq (a resumed driver's last
-    durable epoch): snapshots past it go, log records past it are cut."""
-    for path in snapshot_paths(folder):
-        if _snapshot_seq(path) > seq:
-            path.unlink()
-    snapshots = snapshot_paths(folder)
-    base = _snapshot_seq(snapshots[-1]) if snapshots else 0
+    durable epoch): snapshots past it go, log records past it are cut. Nothing is removed
+    unless the files do reach call seq. Waits for the folder's lock (a crashed run's shard
+    processes may still be dying)."""
+    lock = FolderLock(folder, holder="a shard process of the crashed run")
+    try:
+        _truncate_after(folder, seq)
+    finally:
+        lock.release()
+
+
+def _truncate_after(folder: Path, seq: int) -> None:
+    kept = [p for p in snapshot_paths(folder) if _snapshot_seq(p) <= seq]
+    base = _snapshot_seq(kept[-1]) if kept else 0
     old = wal_segments(folder)
-    writer = WalWriter(folder, base + 1, "call")
     have = base
+    for call_seq, _, _ in read_log(folder, base, old):
+        if call_seq > seq:
+            break
+        have = call_seq
+    if have < seq:
+        raise DurabilityError(f"{folder}: the log ends at call {have}, before call {seq}")
+    writer = WalWriter(folder, base + 1, "call")
     try:
         for call_seq, method, values in read_log(folder, base, old):
             if call_seq > seq:
                 break
             writer.append(items_batch(call_seq, method, [(str(i), v) for i, v in enumerate(values)]))
-            have = call_seq
     finally:
         writer.close()
-    if have < seq:
-        writer.path.unlink()
-        raise DurabilityError(f"{folder}: the log ends at call {have}, before call {seq}")
     for path in old:
         path.unlink()
-    _fsync_dir(folder)
+    for path in snapshot_paths(folder):
+        if _snapshot_seq(path) > seq:
+            path.unlink()
+    fsync_dir(folder)
+
+
+# --- one process per folder ------------------------------------------------------------------
+LOCK_FILE = "lock"
+LOCK_WAIT_S = 120.0
+
+
+class FolderLock:
+    """An exclusive flock on FOLDER/lock: one process at a time keeps files in a folder (a
+    restarted shard waits for its killed predecessor, whose lock goes with its process; two
+    drivers cannot share a data dir)."""
+
+    def __init__(self, folder: Path, wait_s: float = LOCK_WAIT_S, holder: str = "another process"):
+        self.fd = os.open(Path(folder) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    raise DurabilityError(f"{folder} is in use by {holder} (waited {wait_s:.0f} s)") from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 # --- the durable shard ------------------------------------------------------------------------
@@ -330,8 +375,10 @@ class DurableShard:
         self.last_result = None
         self.stats = DurableStats()
         self.writer: WalWriter | None = None
+        self.lock = None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self.lock = FolderLock(self.folder, holder="another shard process")
             self._recover()
 
     def _recover(self) -> None:
@@ -412,14 +459,33 @@ class DurableShard:
         kept = snapshot_paths(self.folder)
         floor = _snapshot_seq(kept[0]) if len(kept) >= SNAPSHOTS_KEPT else 0
         segments = wal_segments(self.folder)
-        for path, following in zip(segments, segments[1:]):
-            if _segment_first_seq(following) <= floor + 1:
-                path.unlink()  # every record in it is at or before the floor
+        firsts = sorted({_segment_first_seq(p) for p in segments})
+        for path in segments:
+            first = _segment_first_seq(path)
+            # A segment's complete records all come before any segment that starts later (a
+            # new one starts after every record recovery could read); two may start at the
+            # same call (a torn one and its successor), so only a strictly later start counts.
+            if any(first < later <= floor + 1 for later in firsts):
+                path.unlink()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+# Bookkeeping of fault injection in a shard's folder (actors.shard_actor): counters and markers.
+STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE, FAULT_MARKER_PREFIX = "starts", "self-kills", "died-at", "fault-"
+
+
+def clear_fault_records(folder: Path) -> None:
+    """A resumed run counts its own restarts and fires its own planned kills."""
+    for path in Path(folder).iterdir():
+        if path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE) or path.name.startswith(FAULT_MARKER_PREFIX):
+            path.unlink()
 
 
 def prepare_data_dir(durability: Durability, shard_count: int, fresh: bool) -> None:
@@ -431,7 +497,12 @@ def prepare_data_dir(durability: Durability, shard_count: int, fresh: bool) -> N
     if not fresh:
         return
     for folder in root.glob("shard-*"):
-        for path in folder.iterdir():
-            path.unlink()
+        lock = FolderLock(folder, holder="a shard process of an earlier run")
+        try:
+            for path in folder.iterdir():
+                if path.name != LOCK_FILE:
+                    path.unlink()
+        finally:
+            lock.release()
     for s in range(shard_count):
         durability.shard_dir(s).mkdir(parents=True, exist_ok=True)

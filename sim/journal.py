@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sim.durability import DurabilityError, ITEM_SCHEMA, batch_values, items_batch, read_segment
+from sim.durability import LOCK_FILE, DurabilityError, FolderLock, ITEM_SCHEMA, fsync_dir, batch_values, items_batch, read_segment
 from sim.shard_state import CommitPayload
 
 JOURNAL_PREFIX, JOURNAL_SUFFIX = "journal-", ".arrows"
@@ -61,6 +61,7 @@ class DriverJournal:
     def __init__(self, data_dir: str | Path, fsync: str = "off"):
         self.folder = Path(data_dir) / "driver"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock = FolderLock(self.folder, wait_s=2.0, holder="another xpay run")
         self.fsync = fsync
         self._sink = None
         self._writer = None
@@ -72,13 +73,16 @@ class DriverJournal:
         and appends to a new segment (a torn last record of the old one is ignored)."""
         if resumed is None:
             for path in self.folder.iterdir():
-                path.unlink()
+                if path.name != LOCK_FILE:
+                    path.unlink()
         else:
             self._audit_written = len(resumed.audit)
             self.last_index = resumed.last_index
         path = self.folder / f"{JOURNAL_PREFIX}{self.last_index + 1:012d}{JOURNAL_SUFFIX}"
         self._sink = open(path, "wb")
         self._writer = pa.ipc.new_stream(self._sink, ITEM_SCHEMA)
+        if self.fsync == "call":
+            fsync_dir(self.folder)
 
     def record(self, index: int, row_offset: int, status: np.ndarray, commit: list, audit: list,
                committed: int) -> None:
@@ -110,6 +114,8 @@ class DriverJournal:
                 sink.flush()
                 os.fsync(sink.fileno())
         tmp.replace(path)
+        if self.fsync == "call":
+            fsync_dir(self.folder)
 
     def close(self) -> None:
         if self._sink is not None:
@@ -117,6 +123,9 @@ class DriverJournal:
             self._sink.close()
             self._sink = None
             self._writer = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def load(data_dir: str | Path, shard_count: int) -> Resumed | None:

@@ -80,7 +80,12 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     journal, resumed = _open_journal(options, out_dir, resume)
-    hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
+    try:
+        hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
     if resumed is not None:
         host_info["resumed"] = {"after_epoch_index": resumed.last_index, "rows_done": resumed.rows,
                                 "shard_call": hosts.seq}
@@ -113,19 +118,31 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
 def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
     """The driver's journal when the shards are durable, and what it holds when resuming."""
     durability = options.durability(out_dir)
-    if durability.data_dir is None or options.in_process:
+    if options.in_process:
+        if resume:
+            raise ValueError("--resume needs shard actors: drop --in-process")
+        return None, None
+    if durability.data_dir is None:
         if resume:
             raise ValueError("nothing to resume from: the run had no data dir")
         return None, None
-    from sim.durability import truncate_after
+    from sim.durability import clear_fault_records, truncate_after
     from sim.journal import DriverJournal, calls_through, load
 
-    resumed = load(durability.data_dir, options.shards) if resume else None
-    if resumed is not None:
-        for s in range(options.shards):  # back to the last durable epoch: its evaluation
-            truncate_after(durability.shard_dir(s), calls_through(resumed.last_index))
-    journal = DriverJournal(durability.data_dir, durability.fsync)
-    journal.start(resumed)
+    journal = DriverJournal(durability.data_dir, durability.fsync)  # locks the data dir
+    try:
+        resumed = load(durability.data_dir, options.shards) if resume else None
+        if resume and resumed is None:
+            print("xpay: no epoch of this run was journaled yet; starting from the first epoch",
+                  file=sys.stderr)
+        if resumed is not None:
+            for s in range(options.shards):  # back to the last durable epoch: its evaluation
+                truncate_after(durability.shard_dir(s), calls_through(resumed.last_index))
+                clear_fault_records(durability.shard_dir(s))
+        journal.start(resumed)
+    except BaseException:
+        journal.close()
+        raise
     return journal, resumed
 
 

@@ -120,12 +120,36 @@ def test_crashes_at_any_point_change_nothing(tmp_path_factory, seed, rows, shard
         assert d.seq == hosts.seq
     # a fresh shard rebuilt from the files has the same state as the live one
     make = state_factory(accounts, shards, table_hint(transfers, WINDOW, shards))
-    for s, live in enumerate(hosts.shards):
+    live_shards = list(hosts.shards)
+    hosts.close()  # releases the folders' locks (one process, or object, per folder)
+    for s, live in enumerate(live_shards):
         rebuilt = DurableShard(make(s), Durability(str(folder), "off", 4))
         assert rebuilt.seq == live.seq
         assert_same_state(rebuilt.state, live.state)
         rebuilt.close()
+
+
+def test_pruning_keeps_the_log_after_the_older_snapshot_across_rollbacks(tmp_path):
+    """Segments that start at the same call (a rollback's rewrite and the next incarnation's,
+    or a torn one and its successor) must not make pruning drop records still needed."""
+    accounts, transfers = adversarial_workload(9, 60, 6)
+    _, hosts, _ = run_durable(accounts, transfers, 1, tmp_path, snapshot_every=4)
+    total = hosts.seq
     hosts.close()
+    folder = tmp_path / "shard-000"
+    oldest = int(snapshot_paths(folder)[0].name.split("-")[1].split(".")[0])
+    calls = list(read_log(folder, oldest))
+    make = state_factory(accounts, 1, table_hint(transfers, WINDOW, 1))
+    for attempt in range(4):  # segment names carry a random tag: their order varies
+        back_to = int(snapshot_paths(folder)[0].name.split("-")[1].split(".")[0])
+        truncate_after(folder, back_to)  # leaves an empty segment starting at back_to + 1
+        shard = DurableShard(make(0), Durability(str(tmp_path), "off", 4))
+        for seq, method, values in calls:  # the next one starts at back_to + 1 too
+            if seq > back_to:
+                shard.apply(seq, method, tuple(values))  # snapshots and pruning run again
+        shard.close()
+        floor = int(snapshot_paths(folder)[0].name.split("-")[1].split(".")[0])
+        assert [seq for seq, _, _ in read_log(folder, floor)] == list(range(floor + 1, total + 1))
 
 
 def test_snapshots_and_segments_are_pruned(tmp_path):
@@ -179,6 +203,10 @@ def test_truncate_after_rolls_back(tmp_path):
     make = state_factory(accounts, 1, table_hint(transfers, WINDOW, 1))
     rebuilt = DurableShard(make(0), Durability(str(tmp_path), "off", 4))
     assert rebuilt.seq == target
+    with pytest.raises(Exception, match="in use by"):  # the live shard holds the folder
+        from sim.durability import FolderLock
+        FolderLock(tmp_path / "shard-000", wait_s=0.2)
+    rebuilt.close()
     with pytest.raises(Exception, match="ends at call"):
         truncate_after(tmp_path / "shard-000", target + 1)
 
