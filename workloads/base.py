@@ -221,8 +221,13 @@ def lognormal_minor(
     out = np.empty(size, np.int64)
     for start in range(0, size, DRAW_CHUNK_ROWS):
         stop = min(start + DRAW_CHUNK_ROWS, size)
-        draw = np.exp(np.log(median_minor) + sigma * rng.standard_normal(stop - start))
-        np.clip(np.floor(draw + 0.5), 1.0, float(max_minor), out=draw)
+        draw = rng.standard_normal(stop - start)  # then in place: the same float steps,
+        draw *= sigma                               # sigma * z + log(median), exp, + 0.5,
+        draw += np.log(median_minor)                # floor, clip, without temporaries
+        np.exp(draw, out=draw)
+        draw += 0.5
+        np.floor(draw, out=draw)
+        np.clip(draw, 1.0, float(max_minor), out=draw)
         out[start:stop] = draw
     return out
 
