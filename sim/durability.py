@@ -245,17 +245,22 @@ def _snapshot_seq(path: Path) -> int:
     return int(path.name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)])
 
 
-def write_snapshot(folder: Path, seq: int, named: list[tuple[str, object]]) -> Path:
+def write_snapshot(folder: Path, seq: int, named: list[tuple[str, object]], fsync: bool = True) -> Path:
+    """Written to a temporary name and renamed, so a kill leaves the old snapshot or the new
+    one; fsync (the "call" policy) also makes it survive a machine crash before the log it
+    replaces is pruned. Under "off" the log is not fsynced either, so neither is this."""
     path = folder / f"{SNAPSHOT_PREFIX}{seq:012d}{SNAPSHOT_SUFFIX}"
     tmp = path.with_name(path.name + ".tmp")
     batch = items_batch(seq, "snapshot", named)
     with open(tmp, "wb") as sink:
         with pa.ipc.new_file(sink, ITEM_SCHEMA) as writer:
             writer.write_batch(batch)
-        sink.flush()
-        os.fsync(sink.fileno())
+        if fsync:
+            sink.flush()
+            os.fsync(sink.fileno())
     tmp.replace(path)
-    fsync_dir(folder)
+    if fsync:
+        fsync_dir(folder)
     return path
 
 
@@ -445,7 +450,7 @@ class DurableShard:
             self.writer.close()
         if seq > 1 and (seq - 1) % self.durability.snapshot_every == 0 and self.seq == seq - 1:
             started = time.perf_counter()
-            write_snapshot(self.folder, seq - 1, self.state.snapshot())
+            write_snapshot(self.folder, seq - 1, self.state.snapshot(), self.durability.fsync == "call")
             self.stats.snapshots_written += 1
             self.stats.snapshot_seconds += time.perf_counter() - started
             self._drop_old()
