@@ -8,6 +8,7 @@ by a recovery, nothing is applied twice, and a stale batch is refused.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,10 @@ def test_a_killed_shard_without_data_dir_stops_with_a_clear_error(ray_session, t
     hosts = RayHosts(accounts, 2, WINDOW, table_hint(transfers, WINDOW, 2))
     try:
         ray.kill(hosts.actors[1], no_restart=False)
+        with pytest.raises(ray.exceptions.RayActorError):  # the kill has landed (it is asynchronous)
+            for _ in range(200):
+                ray.get(hosts.actors[1].ready.remote(), timeout=30)
+                time.sleep(0.05)
         with pytest.raises(ShardLost, match="no --data-dir"):
             Engine(accounts, hosts, WINDOW).run(split_epochs(transfers))
     finally:
