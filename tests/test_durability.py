@@ -64,11 +64,11 @@ class Faults:
         return fault
 
 
-def run_durable(accounts, transfers, shards, folder, snapshot_every=4, plan=()):
+def run_durable(accounts, transfers, shards, folder, snapshot_every=4, plan=(), fsync="off"):
     hint = table_hint(transfers, WINDOW, shards)
     make = state_factory(accounts, shards, hint)
     faults = Faults(plan)
-    hosts = DurableLocalHosts(make, shards, Durability(str(folder), "off", snapshot_every), None)
+    hosts = DurableLocalHosts(make, shards, Durability(str(folder), fsync, snapshot_every), None)
     for s, d in enumerate(hosts.shards):
         d.fault = faults(s)
     original = hosts._make
@@ -222,3 +222,41 @@ def test_call_records_round_trip():
     assert back[0][1].credit_rows.shape == (0, 4)
     assert back[1][1] == 2**40 and back[2][1] is None
     assert back[3][1].dtype == np.uint16 and back[3][1].flags.writeable
+
+
+def test_fsync_call_policy_gives_the_same_results_and_files(tmp_path):
+    accounts, transfers = adversarial_workload(13, 60, 6)
+    expected = run_reference(accounts, transfers, window_epochs=WINDOW)
+    plan = {(0, 5, "logged"), (1, 8, "applied")}
+    result, hosts, faults = run_durable(accounts, transfers, 2, tmp_path, plan=plan, fsync="call")
+    np.testing.assert_array_equal(result.status, expected.status)
+    assert result.balances.equals(expected.balances) and len(faults.fired) == 2
+    hosts.close()
+
+
+def test_driver_journal_round_trip(tmp_path):
+    from sim.journal import DriverJournal, load
+
+    commit = [CommitPayload(7, np.ones((2, 4), np.int64), np.zeros((0, 4), np.int64),
+                            np.zeros((0, 8), np.int64), np.zeros((0, 2), np.int64)) for _ in range(2)]
+    audit = [{"epoch": 3, "ledger": 1, "debits_pending": 2**70, "debits_posted": 5, "credits_pending": 2**70,
+              "credits_posted": 5, "double_entry": True, "overdraft": True}]
+    journal = DriverJournal(tmp_path, fsync="call")
+    with pytest.raises(Exception, match="in use by another xpay run"):
+        DriverJournal(tmp_path)  # one driver per data dir
+    journal.start(None)
+    journal.record(0, 0, np.array([0, 21], np.uint16), commit, audit, 1)
+    journal.record(1, 2, np.array([0], np.uint16), commit, audit, 2)
+    journal.close()
+    resumed = load(tmp_path, 2)
+    assert resumed.last_index == 1 and resumed.row_offset == 3 and resumed.committed == 2
+    assert [s.tolist() for s in resumed.status] == [[0, 21], [0]]
+    assert resumed.audit == audit  # exact, even past int64
+    assert resumed.commit[1].epoch == 7 and resumed.commit[1].debit_rows.shape == (2, 4)
+    again = DriverJournal(tmp_path)
+    again.start(resumed)  # a resumed run appends to a new segment
+    again.record(2, 3, np.array([5], np.uint16), commit, audit, 3)
+    again.close()
+    assert load(tmp_path, 2).last_index == 2
+    with pytest.raises(Exception, match="commit for 2 shards"):
+        load(tmp_path, 3)
