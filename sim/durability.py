@@ -36,7 +36,7 @@ import fcntl
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -362,9 +362,7 @@ class DurableStats:
     snapshots_written: int = 0
     snapshot_seconds: float = 0.0
     wal_bytes: int = 0
-    applied_seqs_monotonic: bool = True
     recovered: bool = False
-    seconds: dict = field(default_factory=dict)
 
 
 class DurableShard:
