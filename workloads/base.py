@@ -241,10 +241,15 @@ def funding_minor(
     The expected outflow is a float quantity (activity share times mean amount); it becomes
     money by rounding up. Capped at AMOUNT_MAX.
     """
-    cover_minor = np.minimum(np.ceil(expected_outflow_minor * cover), AMOUNT_MAX)
     base = lognormal_minor(rng, len(expected_outflow_minor), base_median_minor, base_sigma,
                            AMOUNT_MAX)
-    return np.minimum(base + cover_minor.astype(np.int64), AMOUNT_MAX)
+    return np.minimum(base + ceil_minor(expected_outflow_minor * cover), AMOUNT_MAX)
+
+
+def ceil_minor(estimate: np.ndarray) -> np.ndarray:
+    """A float sizing estimate (never a balance) as money: rounded up, capped at AMOUNT_MAX
+    (2**53, exact in float64), int64. Any sum with other amounts is then done in integers."""
+    return np.minimum(np.ceil(estimate), AMOUNT_MAX).astype(np.int64)
 
 
 def lognormal_mean_minor(median_minor: int, sigma: float) -> float:

@@ -35,7 +35,9 @@ import simpy
 from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import AMOUNT_MAX, CODE, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
-from workloads.base import ID_DOMAIN_ACCOUNT, funding_minor, lognormal_mean_minor, pump_epochs
+from workloads.base import (
+    ID_DOMAIN_ACCOUNT, ceil_minor, funding_minor, lognormal_mean_minor, pump_epochs,
+)
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
 )
@@ -194,8 +196,7 @@ class _Run:
         exposure = volume * m.capture_share * (m.fee_ppm / PPM + m.refund_share)
         # A sizing estimate, not a balance: the expected float exposure becomes an amount by
         # rounding up (ceil), capped at AMOUNT_MAX, before it touches any row.
-        amount = np.minimum(a.merchant_float_minor + np.ceil(a.funding_cover * exposure),
-                            AMOUNT_MAX).astype(np.int64)
+        amount = np.minimum(a.merchant_float_minor + ceil_minor(a.funding_cover * exposure), AMOUNT_MAX)
         ledger = np.where(eur, LEDGER_EUR, LEDGER_USD).astype(np.uint32)
         return make_block(id=self.drawer.new_ids(len(merchant)), sim_time_us=0,
                           debit_account=layout.system_ids(ledger, "treasury"),
