@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.constants import (
-    AMOUNT_MAX, CODE, FLAG_LINKED, FLAG_PENDING, LEDGER_BTC, STATUS,
+    AMOUNT_MAX, CODE, FLAG_LINKED, FLAG_PENDING, LEDGER_BTC, LEDGER_EUR, LEDGER_USD, STATUS,
 )
 from sim.errors import InputRefused
 from workloads.base import WorkloadSource, materialize
@@ -276,6 +276,22 @@ def test_engine_run_holds_invariants_and_most_payments_pass(quick_small):
         rows = in_traffic & (transfers.code == CODE[name])
         if rows.any():
             assert (result.status[rows] == STATUS["ok"]).mean() > 0.9, name
+    # payouts pass through the settlement accounts as linked pairs, which net them to zero
+    settlement = workload.layout.system_ids(np.array([LEDGER_USD, LEDGER_EUR]), "settlement")
+    payout = np.flatnonzero(transfers.code == CODE["merchant_payout"])
+    assert len(payout) > 0 and len(payout) % 2 == 0
+    first, wire = payout[0::2], payout[1::2]
+    assert np.all(wire == first + 1)
+    assert np.all(transfers.flags[first] == FLAG_LINKED) and np.all(transfers.flags[wire] == 0)
+    assert np.all(np.isin(transfers.credit_account[first], settlement))
+    assert np.all(transfers.debit_account[wire] == transfers.credit_account[first])
+    assert np.all(transfers.amount[wire] == transfers.amount[first])
+    assert np.all(result.status[first] == result.status[wire])
+    balances = result.balances
+    at = np.flatnonzero(np.isin(balances.id, settlement))
+    assert len(at) == 2
+    assert np.all(balances.debits_posted[at] == balances.credits_posted[at])
+    assert np.all(balances.debits_posted[at] > 0)
 
 
 # --- properties of the implicit structure ----------------------------------------------------

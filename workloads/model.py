@@ -13,8 +13,9 @@ Epochs, numbered from 0:
    one cash_in float per merchant (fees and refunds); one crypto_deposit (12) per wallet;
 2. one epoch per tick of `time.tick_s` model seconds: the tick's Poisson count of arrivals
    split by `mix`, the bursts' arrivals, the due follow-ups, the day's merchant payouts (7,
-   at `merchant.payout_hour`, `payout_ppm` of what each merchant captured before), and the
-   previous tick's client retries (same id, same fields, a new time).
+   at `merchant.payout_hour`, `payout_ppm` of what each merchant captured before, as a linked
+   pair merchant -> settlement -> outside world), and the previous tick's client retries
+   (same id, same fields, a new time).
 
 Clients: `retry_share` of P2P/tip/cash rows are sent again in the next tick; `bad_share` of
 P2P/tip/cash_out rows are made bad on purpose (an unknown debit account, an amount over any
@@ -33,7 +34,7 @@ import numpy as np
 import simpy
 
 from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
-from sim.constants import AMOUNT_MAX, CODE, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
+from sim.constants import AMOUNT_MAX, CODE, FLAG_LINKED, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
 from workloads.base import (
     ID_DOMAIN_ACCOUNT, ceil_minor, funding_minor, lognormal_mean_minor, pump_epochs,
@@ -42,7 +43,7 @@ from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
 )
 from workloads.due import ROW_COLUMNS, block_len, concat_blocks, make_block
-from workloads.kinds import KindDrawer, amounts_mean_minor
+from workloads.kinds import KindDrawer, amounts_mean_minor, interleave
 from workloads.population import PopulationLayout, zipf_probability
 from workloads.scenario import SECONDS_PER_DAY, Scenario
 from workloads.tick_kernels import (
@@ -301,7 +302,12 @@ class _Run:
         np.add.at(self.payable_minor, due["aux"][captured], due["amount"][captured])
 
     def _payouts(self, tick: int, start_us: int, stop_us: int) -> dict:
-        """The day's merchant payouts when the payout hour falls in this tick."""
+        """The day's merchant payouts when the payout hour falls in this tick.
+
+        Each payout is a linked pair of merchant_payout (7) rows through the currency's
+        settlement account: merchant -> settlement, then settlement -> outside world (the
+        bank wire). Both legs commit or neither does, so settlement nets to zero.
+        """
         time, m = self.s.time, self.s.merchant
         start_s, stop_s = tick * time.tick_s, (tick + 1) * time.tick_s
         day = int(start_s // SECONDS_PER_DAY)
@@ -313,12 +319,18 @@ class _Run:
         self.payable_minor[merchants] = 0
         at_us = int(payout_s * MICROSECONDS_PER_SECOND / time.compression)
         ledger = np.where(merchants >= self.layout.merchant_split[0], LEDGER_EUR, LEDGER_USD)
-        return make_block(id=self.drawer.new_ids(len(merchants)),
-                          sim_time_us=np.full(len(merchants), min(max(at_us, start_us),
-                                                                  stop_us - 1)),
-                          debit_account=self.layout.ids(self.layout.merchant_base + merchants),
-                          credit_account=self.layout.system_ids(ledger, "outside_world"),
-                          amount=amount, ledger=ledger, code=CODE["merchant_payout"])
+        at = np.full(len(merchants), min(max(at_us, start_us), stop_us - 1))
+        settlement = self.layout.system_ids(ledger, "settlement")
+        to_settlement = make_block(
+            id=self.drawer.new_ids(len(merchants)), sim_time_us=at,
+            debit_account=self.layout.ids(self.layout.merchant_base + merchants),
+            credit_account=settlement, amount=amount, ledger=ledger,
+            code=CODE["merchant_payout"], flags=FLAG_LINKED)
+        wire = make_block(
+            id=self.drawer.new_ids(len(merchants)), sim_time_us=at, debit_account=settlement,
+            credit_account=self.layout.system_ids(ledger, "outside_world"), amount=amount,
+            ledger=ledger, code=CODE["merchant_payout"])
+        return interleave(to_settlement, wire)
 
     def _to_transfers(self, block: dict, epoch: int, staged: bool = False) -> Transfers:
         """Rows stably sorted by time (chain legs share a time, so stay adjacent).
