@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sim import files
 from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import (
+    AMOUNT_MAX,
     CODE,
     FLAG_LINKED,
     FLAG_PENDING,
@@ -155,6 +156,22 @@ def test_json_and_text(hand):
     text = format_description(hand)
     assert "p2p" in text
     assert "retries" in text
+
+
+def test_text_columns_stay_apart_for_the_largest_amount(hand):
+    """A spoiled request's AMOUNT_MAX (25 characters with separators) must not run into the
+    column before it: every amount row splits into name, ledger, rows and five figures."""
+    d = json.loads(json.dumps(hand))
+    first = next(iter(d["amount_minor"].values()))
+    figures = next(iter(first.values()))
+    figures["p99"] = figures["max"] = AMOUNT_MAX
+    text = format_description(d)
+    start = text.index("amount (minor units)")
+    rows = text[start:].split("\n\n")[0].splitlines()[1:]
+    assert rows
+    for row in rows:
+        assert len(row.split()) == 8, row
+    assert f"{AMOUNT_MAX:,}" in text
 
 
 @settings(max_examples=40, deadline=None)

@@ -295,11 +295,16 @@ def format_description(d: dict) -> str:
     ]
     lines += [f"  {name:<24}{m['rows']:>10,}  {m['share']:>7.2%}" for name, m in d["mix"].items()]
     quantiles = ("p10", "p50", "p90", "p99", "max")
+    amounts = [(name, ledger, a) for name, ledgers in d["amount_minor"].items()
+               for ledger, a in ledgers.items()]
+    # every column as wide as its widest value, so that even AMOUNT_MAX (a spoiled request's
+    # amount, 25 characters with separators) leaves a gap before the next
+    width = {k: max([16] + [len(f"{a[k]:,}") + 2 for _, _, a in amounts]) for k in quantiles}
     lines += ["", f"{'amount (minor units)':<26}{'ledger':<7}{'rows':>10}"
-              + "".join(f"{q:>16}" for q in quantiles)]
-    for name, ledgers in d["amount_minor"].items():
-        for ledger, a in ledgers.items():
-            lines.append(f"  {name:<24}{ledger:<7}{a['rows']:>10,}" + "".join(f"{a[k]:>16,}" for k in quantiles))
+              + "".join(f"{q:>{width[q]}}" for q in quantiles)]
+    for name, ledger, a in amounts:
+        lines.append(f"  {name:<24}{ledger:<7}{a['rows']:>10,}"
+                     + "".join(f"{a[k]:>{width[k]},}" for k in quantiles))
     s, h, b, r = d["sender_concentration"], d["hourly"], d["burst"], d["retries"]
     lines += [
         "",
