@@ -7,8 +7,10 @@ file. The helpers below it are the building blocks of the built-in workloads:
 - `sparse_ids`: a fixed bijection from row or account indices to ids in [1, 2**63), so no
   module downstream can come to rely on ids being 1..N;
 - `ZipfRanks`: bounded Zipf ranks, drawn in O(1) per draw by rejection-inversion;
-- `lognormal_minor`: lognormal amounts in minor units, with the float-to-integer rule stated;
-- `funding_minor`: initial balances that cover each account's expected activity.
+- `lognormal_minor`: lognormal amounts in minor units, with the float-to-integer rule stated
+  (its normals from `workloads.normals`);
+- `funding_minor`: initial balances that cover each account's expected activity;
+- `bernoulli_rows`: the rows an independent coin per row picks, at O(picked) cost.
 
 Everything random takes a `numpy.random.Generator` argument; nothing here holds random state.
 """
@@ -24,6 +26,7 @@ import simpy
 
 from sim.columns import Accounts, Transfers
 from sim.constants import AMOUNT_MAX
+from workloads.normals import standard_normals
 
 # Draws are made in chunks of this many values, so that temporaries are reused from the heap
 # instead of being page-faulted in afresh for every large array (the dominant cost otherwise).
@@ -221,7 +224,7 @@ def lognormal_minor(
     out = np.empty(size, np.int64)
     for start in range(0, size, DRAW_CHUNK_ROWS):
         stop = min(start + DRAW_CHUNK_ROWS, size)
-        draw = rng.standard_normal(stop - start)  # then in place: the same float steps,
+        draw = standard_normals(rng, stop - start)  # then in place: the same float steps,
         draw *= sigma                               # sigma * z + log(median), exp, + 0.5,
         draw += np.log(median_minor)                # floor, clip, without temporaries
         np.exp(draw, out=draw)
@@ -255,3 +258,16 @@ def ceil_minor(estimate: np.ndarray) -> np.ndarray:
 def lognormal_mean_minor(median_minor: int, sigma: float) -> float:
     """The mean of `lognormal_minor`'s distribution before clipping (a float, for sizing)."""
     return float(median_minor * np.exp(sigma * sigma / 2.0))
+
+
+def bernoulli_rows(rng: np.random.Generator, count: int, share: float) -> np.ndarray:
+    """Indices (int64, increasing) of the rows out of `count` that a coin of probability
+    `share` picks, each row independently: the law of np.flatnonzero(rng.random(count) <
+    share), drawn as a Binomial(count, share) number of rows and a uniformly random subset of
+    that size, so a small share costs O(picked) rather than O(count)."""
+    picked = int(rng.binomial(count, share)) if count else 0
+    if picked == 0:
+        return np.zeros(0, np.int64)
+    rows = rng.choice(count, picked, replace=False, shuffle=False).astype(np.int64)
+    rows.sort()
+    return rows

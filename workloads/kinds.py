@@ -34,7 +34,7 @@ from sim.constants import (
     LEDGER_EUR, MICROSECONDS_PER_SECOND,
 )
 from workloads.arrivals import draw_times_us
-from workloads.base import ID_DOMAIN_TRANSFER, ZipfRanks, lognormal_minor
+from workloads.base import ID_DOMAIN_TRANSFER, ZipfRanks, bernoulli_rows, lognormal_minor
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, confirmation_delay_s,
     fiat_for_coin_units, fiat_price_cents,
@@ -52,8 +52,8 @@ def amounts_minor(rng: np.random.Generator, count: int, median_minor: int, sigma
                   config: Amounts) -> np.ndarray:
     """Lognormal body with a Pareto tail (int64 minor units; rules in the module doc)."""
     amount = lognormal_minor(rng, count, median_minor, sigma, config.max_minor)
-    tail = rng.random(count) < config.tail_share
-    tail_count = int(tail.sum())
+    tail = bernoulli_rows(rng, count, config.tail_share)
+    tail_count = len(tail)
     if tail_count:
         draw = config.tail_start_minor * rng.random(tail_count) ** (-1.0 / config.tail_alpha)
         amount[tail] = np.clip(np.floor(draw), 1.0, float(config.max_minor))
@@ -217,9 +217,10 @@ class KindDrawer:
             amount=0, ledger=auth["ledger"][void], code=CODE["card_void"],
             flags=FLAG_VOID_PENDING_TRANSFER, pending_id=auth["id"][void]))
         authorised = auth["amount"][capture]
-        partial = rng.random(len(capture)) < m.partial_capture_share
-        ppm = rng.integers(PARTIAL_PPM_MIN, PPM, len(capture))
-        captured = np.where(partial, np.maximum(authorised * ppm // PPM, 1), authorised)
+        partial = bernoulli_rows(rng, len(capture), m.partial_capture_share)
+        ppm = rng.integers(PARTIAL_PPM_MIN, PPM, len(partial))
+        captured = authorised.copy()
+        captured[partial] = np.maximum(authorised[partial] * ppm // PPM, 1)
         self._schedule_captures(auth, capture, captured, due[capture], merchant[capture])
 
     def _schedule_captures(self, auth: dict, rows: np.ndarray, captured: np.ndarray,
@@ -240,7 +241,7 @@ class KindDrawer:
                              code=CODE["fee"])
             capture = interleave(capture, fee)
         self.due.add(capture)
-        refund = np.flatnonzero(rng.random(count) < m.refund_share)
+        refund = bernoulli_rows(rng, count, m.refund_share)
         refund_due = due[refund] + self.delay_us(rng.exponential(m.refund_delay_mean_s,
                                                                  len(refund)))
         ppm = rng.integers(PARTIAL_PPM_MIN, PPM, len(refund))

@@ -37,7 +37,8 @@ from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import AMOUNT_MAX, CODE, FLAG_LINKED, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
 from workloads.base import (
-    ID_DOMAIN_ACCOUNT, ceil_minor, funding_minor, lognormal_mean_minor, pump_epochs,
+    ID_DOMAIN_ACCOUNT, bernoulli_rows, ceil_minor, funding_minor, lognormal_mean_minor,
+    pump_epochs,
 )
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
@@ -277,9 +278,10 @@ class _Run:
     def _spoil(self, singles: dict) -> np.ndarray:
         """Make `bad_share` of user-debited rows bad in place; returns the bad mask."""
         rng, layout = self.rng, self.layout
-        user_debit = singles["code"] != CODE["cash_in"]
-        bad = user_debit & (rng.random(block_len(singles)) < self.s.clients.bad_share)
-        rows = np.flatnonzero(bad)
+        user_debit = np.flatnonzero(singles["code"] != CODE["cash_in"])
+        rows = user_debit[bernoulli_rows(rng, len(user_debit), self.s.clients.bad_share)]
+        bad = np.zeros(block_len(singles), bool)
+        bad[rows] = True
         how = rng.integers(0, BAD_KINDS, len(rows))
         unknown, over, foreign = rows[how == 0], rows[how == 1], rows[how == 2]
         fresh = np.arange(self.bad_index, self.bad_index + len(unknown), dtype=np.int64)
@@ -293,8 +295,8 @@ class _Run:
 
     def _choose_retries(self, singles: dict, bad: np.ndarray) -> None:
         """Rows the client will send again next tick (identical, same id)."""
-        again = ~bad & (self.rng.random(block_len(singles)) < self.s.clients.retry_share)
-        rows = np.flatnonzero(again)  # a few rows: index once, not one mask scan per column
+        good = np.flatnonzero(~bad)
+        rows = good[bernoulli_rows(self.rng, len(good), self.s.clients.retry_share)]
         self.retries = {n: c[rows] for n, c in singles.items()}
 
     def _record_captures(self, due: dict) -> None:
