@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from sim.columns import Accounts, Transfers
 from sim.constants import FLAG_LINKED, STATUS_COUNT
@@ -65,9 +65,11 @@ def test_arbitrary_rows_get_a_defined_status_equal_to_the_reference(rows, shards
 
 def with_rejects(transfers: Transfers, where: list[int]) -> tuple[Transfers, np.ndarray]:
     """Insert, after each row in `where` that ends a chain and is not alone in its epoch's
-    start, a copy made to fail a stateless check (unknown flag bit) under a fresh id."""
+    start, a copy made to fail a stateless check (unknown flag bit) under a fresh id (one no
+    row uses: a copy must not make an original row a duplicate)."""
     keep = []
     inserted = []
+    used = set(transfers.id.tolist())
     fresh = 2**64 - 2
     for i in range(len(transfers)):
         keep.append(i)
@@ -82,14 +84,21 @@ def with_rejects(transfers: Transfers, where: list[int]) -> tuple[Transfers, np.
         for name, column in rows.items():
             out[name].append(column[src])
         if k < 0:
+            while fresh in used:
+                fresh -= 1
             out["id"][-1] = fresh
             fresh -= 1
             out["flags"][-1] = 0x40
     return Transfers.from_columns(**out), np.array(inserted, np.int64)
 
 
+_ROW_WITH_ID_OF_THE_FIRST_COPY = (2**64 - 2, 0, 0, 3, 3, 0, 1, 0, 0, 0, 0)
+
+
 @settings(max_examples=100, deadline=None)
 @given(rows=st.lists(ROW, min_size=1, max_size=30), where=st.lists(st.integers(0, 29), max_size=6))
+@example(rows=[(1, 0, 0, 3, 3, 0, 1, 0, 0, 0, 0), _ROW_WITH_ID_OF_THE_FIRST_COPY], where=[0])
+@example(rows=[_ROW_WITH_ID_OF_THE_FIRST_COPY], where=[0])
 def test_rejected_rows_leave_the_state_untouched(rows, where):
     transfers = to_transfers(rows)
     base = outcome(run_local, ACCOUNTS, transfers, 2, window_epochs=2)
