@@ -95,6 +95,10 @@ def test_out_of_range_is_named():
         parse_scenario({"time": {"holidays": [0.5]}}, "t")
     with pytest.raises(InputRefused, match=r"bursts\[0\].kind"):
         parse_scenario({"bursts": [{"kind": "meteor"}]}, "t")
+    with pytest.raises(InputRefused, match=r"clients.bad_share\(=nan\) must be a finite number"):
+        parse_scenario({"clients": {"bad_share": float("nan")}}, "t")
+    with pytest.raises(InputRefused, match=r"rate.scale\(=inf\) must be a finite number"):
+        parse_scenario({"rate": {"scale": float("inf")}}, "t")
 
 
 def test_partial_file_keeps_defaults(tmp_path):
@@ -141,6 +145,38 @@ def test_repeated_ids_are_identical_retries(quick_small):
         column = getattr(transfers, name)[order]
         assert np.array_equal(column[repeat], column[repeat + 1]), name
     assert np.all(transfers.epoch[order][repeat + 1] > transfers.epoch[order][repeat])
+
+
+def test_client_faults_and_partial_captures_keep_their_laws(quick_small):
+    """Spoiled requests are P2P, tip or cash_out rows only, at about bad_share of those; a
+    retried request is never a spoiled one; captures never exceed their authorisation, and
+    about partial_capture_share of them take less."""
+    workload, accounts, transfers = quick_small
+    s = workload.scenario
+    traffic_rows = traffic(workload, transfers)
+    code = transfers.code
+    spoiled = traffic_rows & ((transfers.amount == AMOUNT_MAX)
+                              | ~np.isin(transfers.debit_account, accounts.id)
+                              | ((transfers.ledger <= LEDGER_EUR) & (transfers.credit_account
+                                 == workload.layout.system_ids(np.array([LEDGER_BTC]),
+                                                               "liquidity")[0])))
+    user_debited = np.isin(code, [CODE["p2p"], CODE["tip"], CODE["cash_out"]])
+    assert spoiled.any() and not np.any(spoiled & ~user_debited)
+    candidates = int(np.sum(traffic_rows & user_debited))
+    share = spoiled.sum() / candidates
+    sd = (s.clients.bad_share * (1 - s.clients.bad_share) / candidates) ** 0.5
+    assert abs(share - s.clients.bad_share) < 4 * sd + 0.001  # + retried copies of good rows
+    ids, counts = np.unique(transfers.id, return_counts=True)
+    retried = np.isin(transfers.id, ids[counts > 1])
+    assert retried.any() and not np.any(retried & spoiled)
+    capture = np.flatnonzero(code == CODE["card_capture"])
+    authorised = dict(zip(transfers.id[code == CODE["card_authorize"]].tolist(),
+                          transfers.amount[code == CODE["card_authorize"]].tolist()))
+    limit = np.array([authorised[p] for p in transfers.pending_id[capture].tolist()])
+    assert np.all(transfers.amount[capture] <= limit) and np.all(transfers.amount[capture] >= 1)
+    partial = np.mean(transfers.amount[capture] < limit)
+    p = s.merchant.partial_capture_share
+    assert abs(partial - p) < 4 * (p * (1 - p) / len(capture)) ** 0.5 + 0.002
 
 
 def test_same_seed_same_rows_other_seed_differs(quick_small):

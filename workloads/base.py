@@ -26,7 +26,7 @@ import simpy
 
 from sim.columns import Accounts, Transfers
 from sim.constants import AMOUNT_MAX
-from workloads.normals import standard_normals
+from workloads.normals import NormalStream
 
 # Draws are made in chunks of this many values, so that temporaries are reused from the heap
 # instead of being page-faulted in afresh for every large array (the dominant cost otherwise).
@@ -222,9 +222,10 @@ def lognormal_minor(
     """
     assert 1 <= median_minor <= max_minor
     out = np.empty(size, np.int64)
+    normals = NormalStream(rng)  # one key per call: the values do not depend on the chunking
     for start in range(0, size, DRAW_CHUNK_ROWS):
         stop = min(start + DRAW_CHUNK_ROWS, size)
-        draw = standard_normals(rng, stop - start)  # then in place: the same float steps,
+        draw = normals.take(stop - start)  # then in place: the same float steps,
         draw *= sigma                               # sigma * z + log(median), exp, + 0.5,
         draw += np.log(median_minor)                # floor, clip, without temporaries
         np.exp(draw, out=draw)
@@ -268,6 +269,6 @@ def bernoulli_rows(rng: np.random.Generator, count: int, share: float) -> np.nda
     picked = int(rng.binomial(count, share)) if count else 0
     if picked == 0:
         return np.zeros(0, np.int64)
-    rows = rng.choice(count, picked, replace=False, shuffle=False).astype(np.int64)
+    rows = rng.choice(count, picked, replace=False, shuffle=False)
     rows.sort()
     return rows

@@ -216,11 +216,10 @@ class KindDrawer:
             debit_account=auth["debit_account"][void], credit_account=auth["credit_account"][void],
             amount=0, ledger=auth["ledger"][void], code=CODE["card_void"],
             flags=FLAG_VOID_PENDING_TRANSFER, pending_id=auth["id"][void]))
-        authorised = auth["amount"][capture]
+        captured = auth["amount"][capture]  # the authorised amounts (a copy), then
         partial = bernoulli_rows(rng, len(capture), m.partial_capture_share)
         ppm = rng.integers(PARTIAL_PPM_MIN, PPM, len(partial))
-        captured = authorised.copy()
-        captured[partial] = np.maximum(authorised[partial] * ppm // PPM, 1)
+        captured[partial] = np.maximum(captured[partial] * ppm // PPM, 1)  # partial captures
         self._schedule_captures(auth, capture, captured, due[capture], merchant[capture])
 
     def _schedule_captures(self, auth: dict, rows: np.ndarray, captured: np.ndarray,

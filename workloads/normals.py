@@ -7,10 +7,11 @@ stream, about 2.4 ns a draw here against 8.9 ns for numpy's `Generator.standard_
   as u * x[layer] (about 97% of draws); otherwise the wedge test (one more uniform), or for
   the base layer a draw from the tail beyond R (Marsaglia 1964: two uniforms a try). Exact
   for the normal law up to float rounding: every test is a rejection under the density.
-- The stream: the caller's numpy Generator draws one 64-bit key per call; draw j for value
-  i is splitmix64's output function applied to key + (i * 2**16 + j) * golden gamma (the
-  sequence java.util.SplittableRandom walks). Value i depends only on (key, i), so the
-  result does not depend on how the work is split, and nothing else draws from the stream.
+- The stream: the caller's numpy Generator draws one 64-bit key (`NormalStream`); draw j
+  for value i is splitmix64's output function applied to key + (i * 2**16 + j) * golden
+  gamma (multiplying by the odd gamma is a bijection mod 2**64, so distinct (i, j) never
+  collide for i < 2**48, j < 2**16). Value i depends only on (key, i), so the result does not
+  depend on how the work is split into calls, and nothing else draws from the stream.
 - Two passes: the rectangle test for every value, noting the ~3% it does not settle, then
   the wedge and tail for those. numba compiles a loop badly when a rarely taken call to a
   function that holds loops sits inside it (measured: 21 ns a value against 2.4 ns).
@@ -71,7 +72,9 @@ def _unit_open(bits):
 @numba.njit(cache=True)
 def _slow(x, ratio, key, value):
     """Value `value` by the full method: try a uses draw 4a (layer and U), then 4a + 3 for
-    the wedge, or 4a + 1 + 2t and 4a + 2 + 2t for the tail's try t."""
+    the wedge, or 4a + 1 + 2t and 4a + 2 + 2t for the tail's try t. Tail tries t >= 1 reuse
+    the slots of 4a + 3 and 4(a + 1), which is safe: the tail is the base layer's, which has
+    no wedge, and it always returns, so try a + 1 never comes."""
     attempt = 0
     while True:
         bits = _bits(key, value, 4 * attempt)
@@ -95,25 +98,41 @@ def _slow(x, ratio, key, value):
         attempt += 1
 
 
-@numba.njit("void(float64[::1], float64[::1], uint64, float64[::1])", cache=True, nogil=True)
-def _fill(x, ratio, key, out):
+@numba.njit("void(float64[::1], float64[::1], uint64, int64, float64[::1])", cache=True,
+            nogil=True)
+def _fill(x, ratio, key, first, out):
+    """out[j] = value first + j of stream `key`."""
     count = out.shape[0]
     unsettled = np.empty(count, np.int64)
     found = 0
-    for i in range(count):
-        bits = _bits(key, i, 0)
+    for j in range(count):
+        bits = _bits(key, first + j, 0)
         layer = np.int64(bits & np.uint64(LAYERS - 1))
         u = 2.0 * _unit(bits) - 1.0
-        out[i] = u * x[layer]
-        unsettled[found] = i
+        out[j] = u * x[layer]
+        unsettled[found] = j
         found += not (abs(u) < ratio[layer])
     for k in range(found):
-        i = unsettled[k]
-        out[i] = _slow(x, ratio, key, i)
+        j = unsettled[k]
+        out[j] = _slow(x, ratio, key, first + j)
+
+
+class NormalStream:
+    """Standard normals keyed by one 64-bit draw from a Generator: `take(count)` returns the
+    next `count` values (float64), so the values do not depend on how a caller splits its
+    work into calls."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.key = rng.integers(0, 2**64, dtype=np.uint64)
+        self.next = 0
+
+    def take(self, count: int) -> np.ndarray:
+        out = np.empty(count, np.float64)
+        _fill(_X, _RATIO, self.key, self.next, out)
+        self.next += count
+        return out
 
 
 def standard_normals(rng: np.random.Generator, count: int) -> np.ndarray:
     """`count` standard normal draws (float64), from one 64-bit key drawn from `rng`."""
-    out = np.empty(count, np.float64)
-    _fill(_X, _RATIO, rng.integers(0, 2**64, dtype=np.uint64), out)
-    return out
+    return NormalStream(rng).take(count)

@@ -13,6 +13,7 @@ crypto, clients. Money is in minor units (int); model time is in seconds of the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -229,6 +230,8 @@ def _typed(label: str, path: str, value, kind):
 
 
 def _check_range(label: str, path: str, value, meta) -> None:
+    if isinstance(value, float) and not math.isfinite(value):  # TOML allows nan and inf
+        _refuse(label, f"{path}(={value}) must be a finite number")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value <= low if meta.get("low_open") else value < low):
         rule = f"> {low}" if meta.get("low_open") else f">= {low}"
