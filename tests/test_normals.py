@@ -34,7 +34,7 @@ def histogram_z(values: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def draws():
-    return normals.standard_normals(np.random.default_rng(11), DRAWS)
+    return normals.NormalStream(np.random.default_rng(11)).take(DRAWS)
 
 
 def test_histogram_matches_the_normal_law(draws):
@@ -53,7 +53,7 @@ def test_the_tail_beyond_r_has_its_mass_and_shape():
     """Values beyond R come only from the base layer's tail draws: 20M values, counted beyond
     cut-offs from R out to 5 (each expecting 10+), so a tail that is capped, unrejected or
     mis-scaled shows."""
-    values = np.abs(normals.standard_normals(np.random.default_rng(12), TAIL_DRAWS))
+    values = np.abs(normals.NormalStream(np.random.default_rng(12)).take(TAIL_DRAWS))
     for limit in (normals.R, 3.8, 4.2, 4.6, 5.0):
         expected = 2.0 * (1.0 - float(normal_cdf(np.array([limit]))[0])) * len(values)
         observed = int(np.sum(values > limit))
@@ -69,11 +69,11 @@ def test_a_broken_ziggurat_fails_the_same_check():
 
 
 def test_same_seed_same_values_however_the_calls_split():
-    a = normals.standard_normals(np.random.default_rng(3), 1_000)
+    a = normals.NormalStream(np.random.default_rng(3)).take(1_000)
     stream = normals.NormalStream(np.random.default_rng(3))
     parts = np.concatenate([stream.take(n) for n in (10, 0, 333, 657)])
     assert np.array_equal(a, parts)  # value i depends only on the key and i
-    assert not np.array_equal(a, normals.standard_normals(np.random.default_rng(4), 1_000))
+    assert not np.array_equal(a, normals.NormalStream(np.random.default_rng(4)).take(1_000))
 
 
 def test_lognormal_amounts_do_not_depend_on_the_chunk_size(monkeypatch):

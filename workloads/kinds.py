@@ -288,11 +288,16 @@ class KindDrawer:
                          for i, (d, k, a, g) in enumerate(legs))
         return interleave(first, second)
 
-    def crypto_withdraw(self, count: int) -> dict:
+    def _coin_amounts(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(holder, coin, units) of `count` chain transfers: Zipf-active holders, each moving
+        a lognormal fiat value's worth of its coin at this tick's price (the buy rule)."""
         holder, _, ledger, coin = self._holders(count)
         price = fiat_price_cents(self.prices_cents[coin, self.tick], ledger,
                                  self.s.crypto.usd_to_eur_ppm)
-        units = coin_units_for_fiat(self._fiat_values(count), price, coin)
+        return holder, coin, coin_units_for_fiat(self._fiat_values(count), price, coin)
+
+    def crypto_withdraw(self, count: int) -> dict:
+        holder, coin, units = self._coin_amounts(count)
         coin_ledger = COIN_LEDGER[coin]
         block = make_block(id=self.new_ids(count), sim_time_us=self.times(count),
                            debit_account=self.layout.wallet_ids(coin, holder),
@@ -313,10 +318,7 @@ class KindDrawer:
 
     def crypto_deposit(self, count: int) -> dict:
         """Deposits seen on chain now, credited after confirmations (queued; nothing now)."""
-        holder, _, ledger, coin = self._holders(count)
-        price = fiat_price_cents(self.prices_cents[coin, self.tick], ledger,
-                                 self.s.crypto.usd_to_eur_ppm)
-        units = coin_units_for_fiat(self._fiat_values(count), price, coin)
+        holder, coin, units = self._coin_amounts(count)
         coin_ledger = COIN_LEDGER[coin]
         due = self.times(count) + self.delay_us(confirmation_delay_s(self.s.crypto, coin,
                                                                      self.rng))

@@ -131,8 +131,3 @@ class NormalStream:
         _fill(_X, _RATIO, self.key, self.next, out)
         self.next += count
         return out
-
-
-def standard_normals(rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` standard normal draws (float64), from one 64-bit key drawn from `rng`."""
-    return NormalStream(rng).take(count)
