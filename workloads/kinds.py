@@ -34,7 +34,7 @@ from sim.constants import (
     LEDGER_EUR, MICROSECONDS_PER_SECOND,
 )
 from workloads.arrivals import draw_times_us
-from workloads.base import ID_DOMAIN_TRANSFER, ZipfRanks, bernoulli_rows, lognormal_minor
+from workloads.base import ID_DOMAIN_TRANSFER, bernoulli_rows, lognormal_minor
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, confirmation_delay_s,
     fiat_for_coin_units, fiat_price_cents,
@@ -43,6 +43,7 @@ from workloads.due import DueRows, make_block
 from workloads.population import PopulationLayout
 from workloads.scenario import Amounts, Scenario
 from workloads.tick_kernels import range_ids
+from workloads.zipf import BinnedZipf
 
 PPM = 1_000_000
 PARTIAL_PPM_MIN = 100_000
@@ -67,24 +68,6 @@ def amounts_mean_minor(median_minor: int, sigma: float, config: Amounts) -> floa
     return (1.0 - config.tail_share) * body + config.tail_share * tail
 
 
-class _ZipfRanks(ZipfRanks):
-    """`ZipfRanks` with the same draws (bit for bit), fewer temporaries per chunk: the series
-    branch of log1p(t)/t is evaluated only where it is taken."""
-
-    def _h_integral_inverse(self, x: np.ndarray) -> np.ndarray:
-        t = x * (1.0 - self.exponent)
-        np.maximum(t, -1.0, out=t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.log1p(t)
-            ratio /= t
-        series = ~(np.abs(t) > 1e-8)
-        if series.any():
-            small = t[series]
-            ratio[series] = 1.0 - small * (0.5 - small * (1.0 / 3.0 - 0.25 * small))
-        ratio *= x
-        return np.exp(ratio, out=ratio)
-
-
 def interleave(first: dict, second: dict) -> dict:
     """Two equally long blocks as adjacent pairs: first[0], second[0], first[1], ..."""
     return {n: np.stack((first[n], second[n]), axis=1).ravel() for n in first}
@@ -97,12 +80,12 @@ class KindDrawer:
                  prices_cents: np.ndarray):
         self.s, self.layout, self.rng, self.prices_cents = scenario, layout, rng, prices_cents
         population = scenario.population
-        self.sender_ranks = _ZipfRanks(layout.user_count, population.sender_zipf)
-        self.merchant_ranks = tuple(_ZipfRanks(max(c, 1), population.merchant_zipf)
+        self.sender_ranks = BinnedZipf(layout.user_count, population.sender_zipf)
+        self.merchant_ranks = tuple(BinnedZipf(max(c, 1), population.merchant_zipf)
                                     for c in layout.merchant_split)
-        self.creator_ranks = tuple(_ZipfRanks(max(c, 1), population.creator_zipf)
+        self.creator_ranks = tuple(BinnedZipf(max(c, 1), population.creator_zipf)
                                    for c in layout.creator_split)
-        self.holder_ranks = _ZipfRanks(max(layout.holder_count, 1), population.sender_zipf)
+        self.holder_ranks = BinnedZipf(max(layout.holder_count, 1), population.sender_zipf)
         self.us_per_model_s = MICROSECONDS_PER_SECOND / scenario.time.compression
         compression = scenario.time.compression
         self.auth_timeout_s = max(1, math.ceil(scenario.merchant.authorization_timeout_s
