@@ -22,12 +22,14 @@ import numpy as np
 
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUNT_MIN
 from sim.errors import InputRefused, XpayError
+from sim.heap import keep_freed_memory
 
 OUTPUT_FILES = ("results.parquet", "balances.parquet", "summary.json")
 RUNS_DIR_DEFAULT = Path("runs")
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # the generator's epochs reuse freed heap memory (sim/heap.py)
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -32,3 +32,35 @@ def test_generator_benchmark_hash_is_seeded():
 
     assert run_benchmark(SMOKE, seed=3)["rows_sha256"] == run_benchmark(SMOKE, seed=3)["rows_sha256"]
     assert run_benchmark(SMOKE, seed=3)["rows_sha256"] != run_benchmark(SMOKE, seed=4)["rows_sha256"]
+
+
+def test_warm_passes_replay_the_same_rows_and_report_their_best():
+    from benchmarks.generator_throughput import SMOKE, run_benchmark
+
+    report = run_benchmark(SMOKE, seed=3, passes=3)
+    assert len(report["warm_pass_seconds"]) == 2
+    names = {m["perf_metric_name"]: m["perf_metric_value"] for m in report["metrics"]}
+    assert names["generator_rows_per_s_warm"] == report["rows"] / min(report["warm_pass_seconds"])
+
+
+def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys, monkeypatch):
+    from benchmarks import generator_throughput
+    from sim import heap
+
+    monkeypatch.setattr(generator_throughput, "HEAP_POLICY", {"kept": None})
+    assert generator_throughput.main(["--smoke", "--passes", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["heap_keeps_freed_memory"] is heap.keep_freed_memory()
+    try:
+        generator_throughput.main(["--smoke", "--passes", "0"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("--passes 0 was taken")
+
+
+def test_heap_policy_can_be_turned_off(monkeypatch):
+    from sim import heap
+
+    monkeypatch.setenv(heap.ENV_DEFAULT_HEAP, "1")
+    assert heap.keep_freed_memory() is False
