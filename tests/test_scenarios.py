@@ -373,13 +373,21 @@ def test_friends_are_other_members_of_the_same_currency_block(users, size, frien
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 10**12), max_size=300))
+@given(st.lists(st.one_of(st.integers(0, 10**12), st.integers(-2**62, 2**62)), max_size=300))
 def test_stable_time_order_matches_a_stable_argsort(times):
+    """Both paths: the packed-key sort, and the argsort when time span and position do not fit
+    in 63 bits; the sorted times come back too."""
     time_us = np.array(times, np.int64)
-    order = stable_time_order(time_us)
+    sorted_out = np.full(len(time_us), -1, np.int64)
+    order = stable_time_order(time_us, sorted_out)
     expected = np.argsort(time_us, kind="stable")
     got = np.arange(len(time_us)) if order is None else order
     assert np.array_equal(got, expected)
+    if order is not None:
+        assert np.array_equal(sorted_out, time_us[expected])
+    again = stable_time_order(time_us)  # without sorted_out: the same order
+    assert (again is None) == (order is None)
+    assert order is None or np.array_equal(again, order)
 
 
 EXPECTED_WITHOUT_BAD_CLIENTS = {STATUS[n] for n in (

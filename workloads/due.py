@@ -20,18 +20,32 @@ _DEFAULTS = {"flags": 0, "pending_id": 0, "timeout_s": 0, "aux": -1}
 
 
 def make_block(**values) -> dict:
-    """Rows of one kind as full columns of the spec's dtypes (scalars broadcast).
+    """Rows of one kind as full columns of the spec's dtypes (scalars broadcast, read-only).
 
     Keys: every transfer column but epoch; `flags`, `pending_id`, `timeout_s`, `aux` optional.
     """
     count = len(values["id"])
     block = {}
     for name in BLOCK_COLUMNS:
-        column = np.asarray(values.get(name, _DEFAULTS.get(name)), _BLOCK_DTYPES[name])
+        dtype = _BLOCK_DTYPES[name]
+        value = values.get(name, _DEFAULTS.get(name))
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape == (count,):
+            block[name] = value  # the common case, without numpy's argument handling
+            continue
+        column = np.asarray(value, dtype)
         if column.shape != (count,):
-            column = np.broadcast_to(column, (count,))
+            column = _constant(column, count) if column.ndim == 0 else np.broadcast_to(
+                column, (count,))
         block[name] = column
     return block
+
+
+def _constant(scalar: np.ndarray, count: int) -> np.ndarray:
+    """`count` copies of a 0-d array's value as a read-only zero-stride view (what
+    np.broadcast_to gives, in a fraction of its time)."""
+    column = np.ndarray((count,), scalar.dtype, buffer=scalar, strides=(0,))
+    column.flags.writeable = False
+    return column
 
 
 def concat_blocks(blocks: list[dict]) -> dict:

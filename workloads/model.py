@@ -48,7 +48,7 @@ from workloads.kinds import KindDrawer, amounts_mean_minor, interleave
 from workloads.population import PopulationLayout, zipf_probability
 from workloads.scenario import SECONDS_PER_DAY, Scenario
 from workloads.tick_kernels import (
-    as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span,
+    as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span, unpack_time_keys,
 )
 
 MIX_KINDS = ("p2p", "tip", "merchant", "cash_in", "cash_out", "crypto")
@@ -339,15 +339,17 @@ class _Run:
 
         `staged`: `block` views reused buffers (`_Stage`), so its columns are always copied.
         """
-        order = stable_time_order(block["sim_time_us"])
         count = len(block["id"])
+        sorted_time_us = np.empty(count, np.int64)
+        order = stable_time_order(block["sim_time_us"], sorted_time_us)
         if order is None:
             columns = {n: np.array(block[n]) if staged else block[n] for n in ROW_COLUMNS}
         else:
             columns = {n: np.empty(count, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
-            gather_rows(order, *(as_kernel_array(block[n], TRANSFER_DTYPES[n])
-                                 for n in ROW_COLUMNS),
-                        *(columns[n] for n in ROW_COLUMNS))
+            columns["sim_time_us"] = sorted_time_us
+            gathered = tuple(n for n in ROW_COLUMNS if n != "sim_time_us")
+            gather_rows(order, *(as_kernel_array(block[n], TRANSFER_DTYPES[n]) for n in gathered),
+                        *(columns[n] for n in gathered))
         return Transfers.from_columns(epoch=np.full(count, epoch, np.uint64), **columns)
 
 
@@ -388,13 +390,16 @@ class _Stage:
         return {n: c[:self.count] for n, c in self.columns.items()}
 
 
-def stable_time_order(time_us: np.ndarray) -> np.ndarray | None:
-    """The stable sorting permutation of `time_us`, or None when already sorted.
+def stable_time_order(time_us: np.ndarray, sorted_out: np.ndarray | None = None
+                      ) -> np.ndarray | None:
+    """The stable sorting permutation of `time_us`, or None when already sorted; when not,
+    `sorted_out` (int64, as long), if given, receives the sorted times.
 
     Fast path: (time - min) and the row position packed into one int64 key (a numba pass,
     after one that finds min, max and whether the times are already sorted), sorted by value
-    (numpy's vectorised sort) and the position read back; keys are unique, so the result is
-    the stable order. Falls back to a stable argsort when the key does not fit in 63 bits.
+    (numpy's vectorised sort), then position and time read back from the key in one pass; keys
+    are unique, so the result is the stable order. Falls back to a stable argsort when the key
+    does not fit in 63 bits.
     """
     count = len(time_us)
     if count < 2:
@@ -406,8 +411,12 @@ def stable_time_order(time_us: np.ndarray) -> np.ndarray | None:
     span_bits = max(1, (high - low).bit_length())
     position_bits = max(1, (count - 1).bit_length())
     if span_bits + position_bits > 63:
-        return np.argsort(time_us, kind="stable")
+        order = np.argsort(time_us, kind="stable")
+        if sorted_out is not None:
+            np.take(time_us, order, out=sorted_out)
+        return order
     key = packed_time_keys(time_us, low, position_bits)
     key.sort()
-    key &= (1 << position_bits) - 1
+    unpack_time_keys(key, low, position_bits,
+                     sorted_out if sorted_out is not None else np.empty(count, np.int64))
     return key

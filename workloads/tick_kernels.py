@@ -5,7 +5,8 @@ float steps that are exact), so a seed yields the same rows:
 
 - `gather_rows`: a tick's transfer columns in time order, in one call (a loop per column, so
   each column's random reads stay within one source array);
-- `time_span`, `packed_time_keys`: the passes of `workloads.model.stable_time_order`;
+- `time_span`, `packed_time_keys`, `unpack_time_keys`: the passes of
+  `workloads.model.stable_time_order`;
 - `sparse_ids`, `range_ids`, `mix63_salted`: `workloads.base.sparse_ids` / `_mix63` in one pass
   instead of one numpy pass per step;
 - `user_ledgers`, `user_ledgers_from_table`, `friends`: the population's implicit maps.
@@ -25,9 +26,9 @@ def as_kernel_array(values, dtype) -> np.ndarray:
 
 _GATHER_SIGNATURE = (
     "void(int64[::1], "
-    "uint64[::1], int64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
+    "uint64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
     "uint16[::1], uint64[::1], uint32[::1], "
-    "uint64[::1], int64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
+    "uint64[::1], uint64[::1], uint64[::1], int64[::1], uint32[::1], uint16[::1], "
     "uint16[::1], uint64[::1], uint32[::1])"
 )
 
@@ -39,13 +40,12 @@ def _gather(order, source, out):
 
 
 @numba.njit(_GATHER_SIGNATURE, cache=True, nogil=True)
-def gather_rows(order, id_, time_us, debit, credit, amount, ledger, code, flags, pending_id,
-                timeout_s, out_id, out_time_us, out_debit, out_credit, out_amount, out_ledger,
+def gather_rows(order, id_, debit, credit, amount, ledger, code, flags, pending_id,
+                timeout_s, out_id, out_debit, out_credit, out_amount, out_ledger,
                 out_code, out_flags, out_pending_id, out_timeout_s):
-    """out_x[i] = x[order[i]] for every column, one column at a time (so that each column's
-    random reads stay within one cache-sized source array)."""
+    """out_x[i] = x[order[i]] for every column but the time (which the sort gives), one column
+    at a time (so that each column's random reads stay within one cache-sized source array)."""
     _gather(order, id_, out_id)
-    _gather(order, time_us, out_time_us)
     _gather(order, debit, out_debit)
     _gather(order, credit, out_credit)
     _gather(order, amount, out_amount)
@@ -196,4 +196,14 @@ def packed_time_keys(time_us, low, position_bits):
     for i in range(time_us.shape[0]):
         out[i] = ((time_us[i] - low) << position_bits) | i
     return out
+
+
+@numba.njit("void(int64[::1], int64, int64, int64[::1])", cache=True, nogil=True)
+def unpack_time_keys(key, low, position_bits, time_out):
+    """Sorted packed keys back to (position in place of the key, time into `time_out`)."""
+    mask = (np.int64(1) << position_bits) - 1
+    for i in range(key.shape[0]):
+        packed = key[i]
+        time_out[i] = (packed >> position_bits) + low
+        key[i] = packed & mask
 
