@@ -48,7 +48,8 @@ from workloads.kinds import KindDrawer, amounts_mean_minor, interleave
 from workloads.population import PopulationLayout, zipf_probability
 from workloads.scenario import SECONDS_PER_DAY, Scenario
 from workloads.tick_kernels import (
-    as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span, unpack_time_keys,
+    add_captured, as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span,
+    unpack_time_keys,
 )
 
 MIX_KINDS = ("p2p", "tip", "merchant", "cash_in", "cash_out", "crypto")
@@ -300,8 +301,9 @@ class _Run:
         self.retries = {n: c[rows] for n, c in singles.items()}
 
     def _record_captures(self, due: dict) -> None:
-        captured = (due["code"] == CODE["card_capture"]) & (due["aux"] >= 0)
-        np.add.at(self.payable_minor, due["aux"][captured], due["amount"][captured])
+        add_captured(self.payable_minor, as_kernel_array(due["aux"], np.int64),
+                     as_kernel_array(due["code"], np.uint16),
+                     as_kernel_array(due["amount"], np.int64), CODE["card_capture"])
 
     def _payouts(self, tick: int, start_us: int, stop_us: int) -> dict:
         """The day's merchant payouts when the payout hour falls in this tick.

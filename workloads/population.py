@@ -34,7 +34,8 @@ from sim.constants import (
 from sim.columns import Accounts
 from workloads.base import ID_DOMAIN_ACCOUNT
 from workloads.tick_kernels import (
-    as_kernel_array, friends, mix63_salted, sparse_ids, user_ledgers, user_ledgers_from_table,
+    affine_forward, as_kernel_array, friends, group_index, mix63_salted, sparse_ids, user_ledgers,
+    user_ledgers_from_table,
 )
 from workloads.scenario import Population
 
@@ -78,7 +79,10 @@ class AffinePermutation:
         self.inverse_multiplier = pow(multiplier, -1, n) if n > 1 else 0
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return (x.astype(np.int64) * self.multiplier + self.offset) % self.n
+        """(x * multiplier + offset) mod n, for 0 <= x < n (one numba pass)."""
+        x = np.asarray(x)
+        return affine_forward(as_kernel_array(x.ravel(), np.int64), self.multiplier,
+                              self.offset, self.n).reshape(x.shape)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         return ((y.astype(np.int64) - self.offset) % self.n) * self.inverse_multiplier % self.n
@@ -167,14 +171,11 @@ class PopulationLayout:
     # --- merchants, creators, wallets --------------------------------------------------------
     def merchant_index(self, rank: np.ndarray, ledger: np.ndarray) -> np.ndarray:
         """Merchant number of a rank within the merchants of the payer's ledger."""
-        usd_count, eur_count = self.merchant_split
-        eur = ledger == LEDGER_EUR
-        return np.where(eur, usd_count + rank % max(eur_count, 1), rank % max(usd_count, 1))
+        return _group_index(rank, ledger, self.merchant_split)
 
     def creator_index(self, rank: np.ndarray, ledger: np.ndarray) -> np.ndarray:
-        usd_count, eur_count = self.creator_split
-        eur = ledger == LEDGER_EUR
-        return np.where(eur, usd_count + rank % max(eur_count, 1), rank % max(usd_count, 1))
+        """Creator number of a rank within the creators of the payer's ledger."""
+        return _group_index(rank, ledger, self.creator_split)
 
     def wallet_ids(self, coin: np.ndarray, holder: np.ndarray) -> np.ndarray:
         """coin 0 BTC, 1 ETH, 2 USDC."""
@@ -200,6 +201,13 @@ class PopulationLayout:
         flags = np.full(count, ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, np.uint16)
         flags[:SYSTEM_ACCOUNT_COUNT] = 0
         return Accounts.from_columns(id=self.ids(np.arange(count)), ledger=ledger, flags=flags)
+
+
+def _group_index(rank: np.ndarray, ledger: np.ndarray, split: tuple[int, int]) -> np.ndarray:
+    """The USD group's numbers first, then the EUR group's; a rank is reduced modulo its
+    group's size (at least 1)."""
+    return group_index(as_kernel_array(rank, np.int64), as_kernel_array(ledger, np.uint32),
+                       LEDGER_EUR, split[0], split[1])
 
 
 def zipf_probability(rank: np.ndarray, rank_count: int, exponent: float) -> np.ndarray:

@@ -171,6 +171,39 @@ def friends(user, k, community_size, block_count, user_count, friends_per_user, 
     return out
 
 
+@numba.njit("int64[::1](int64[::1], int64, int64, int64)", cache=True, nogil=True)
+def affine_forward(x, multiplier, offset, n):
+    """`AffinePermutation.forward`: (x * multiplier + offset) mod n, for 0 <= x < n <= 2**31."""
+    out = np.empty(x.shape[0], np.int64)
+    for i in range(x.shape[0]):
+        out[i] = (x[i] * multiplier + offset) % n
+    return out
+
+
+@numba.njit("int64[::1](int64[::1], uint32[::1], uint32, int64, int64)", cache=True, nogil=True)
+def group_index(rank, ledger, eur_ledger, usd_count, eur_count):
+    """`PopulationLayout.merchant_index` / `creator_index`: a rank within the payer's currency
+    group (USD numbers first, then EUR), reduced modulo the group's size."""
+    out = np.empty(rank.shape[0], np.int64)
+    usd_size = max(usd_count, 1)
+    eur_size = max(eur_count, 1)
+    for i in range(rank.shape[0]):
+        if ledger[i] == eur_ledger:
+            out[i] = usd_count + rank[i] % eur_size
+        else:
+            out[i] = rank[i] % usd_size
+    return out
+
+
+@numba.njit("void(int64[::1], int64[::1], uint16[::1], int64[::1], uint16)", cache=True,
+            nogil=True)
+def add_captured(payable, aux, code, amount, capture_code):
+    """payable[aux] += amount for the capture rows that carry a merchant number (aux >= 0)."""
+    for i in range(aux.shape[0]):
+        if code[i] == capture_code and aux[i] >= 0:
+            payable[aux[i]] += amount[i]
+
+
 # --- the tick's time order ---------------------------------------------------------------------
 @numba.njit("UniTuple(int64, 3)(int64[::1])", cache=True, nogil=True)
 def time_span(time_us):
