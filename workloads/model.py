@@ -27,6 +27,7 @@ written in sim seconds, rounded up.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Iterator
 
@@ -233,7 +234,9 @@ class _Run:
         drawer.set_tick(tick, start_us, stop_us)
         stage = self.stage
         stage.clear()
-        stage.append([self._payouts(tick, start_us, stop_us)])
+        payouts = self._payouts(tick, start_us, stop_us)
+        stage.reserve(block_len(payouts) + self._row_bound(tick))
+        stage.append([payouts])
         due = drawer.due.pop_due(stop_us)
         due["sim_time_us"] = np.maximum(due["sim_time_us"], start_us)
         self._record_captures(due)
@@ -257,6 +260,15 @@ class _Run:
             assert int(rows["sim_time_us"].max()) < max(stop_us, start_us + 1), \
                 f"tick {tick}: row after the tick's end"
         return self._to_transfers(rows, epoch, staged=True)
+
+    def _row_bound(self, tick: int) -> int:
+        """What the stage should hold for the tick's rows (payouts aside), so that it grows at
+        most once a tick: the whole due queue, the retries, and the expected arrivals with 6
+        standard deviations to spare, crypto counted twice (a trade is two legs)."""
+        expected = float(self.w.base_expected[tick]) + float(self.w.burst_expected[:, tick].sum())
+        retries = block_len(self.retries) if self.retries is not None else 0
+        arrivals = expected * (1.0 + self.s.mix.crypto) + 6.0 * math.sqrt(expected) + 64.0
+        return len(self.drawer.due) + retries + int(arrivals)
 
     def _crypto(self, count: int) -> list[dict]:
         drawer = self.drawer
@@ -366,17 +378,23 @@ class _Stage:
     def clear(self) -> None:
         self.count = 0
 
+    def reserve(self, count: int) -> None:
+        """Room for `count` rows in all (at least 1.5 times the old room when it grows)."""
+        if count > self.capacity:
+            self._grow(max(count, self.capacity * 3 // 2))
+
+    def _grow(self, capacity: int) -> None:
+        grown = {n: np.empty(capacity, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
+        for name, column in grown.items():
+            column[:self.count] = self.columns[name][:self.count]
+        self.columns, self.capacity = grown, capacity
+
     def append(self, blocks: list[dict]) -> dict:
         """Write the blocks' rows after those already staged; returns them as views of the
         buffers (valid until the next `append` or `clear`)."""
         first = self.count
         count = first + sum(block_len(b) for b in blocks)
-        if count > self.capacity:
-            self.capacity = max(count, self.capacity * 3 // 2)
-            grown = {n: np.empty(self.capacity, TRANSFER_DTYPES[n]) for n in ROW_COLUMNS}
-            for name, column in grown.items():
-                column[:first] = self.columns[name][:first]
-            self.columns = grown
+        self.reserve(count)
         for name in ROW_COLUMNS:
             column = self.columns[name]
             start = first
