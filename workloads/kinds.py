@@ -70,7 +70,12 @@ def amounts_mean_minor(median_minor: int, sigma: float, config: Amounts) -> floa
 
 def interleave(first: dict, second: dict) -> dict:
     """Two equally long blocks as adjacent pairs: first[0], second[0], first[1], ..."""
-    return {n: np.stack((first[n], second[n]), axis=1).ravel() for n in first}
+    pairs = {}
+    for name, column in first.items():
+        out = pairs[name] = np.empty(2 * len(column), column.dtype)
+        out[0::2] = column
+        out[1::2] = second[name]
+    return pairs
 
 
 class KindDrawer:

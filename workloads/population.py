@@ -119,6 +119,7 @@ class PopulationLayout:
         self.sender_of_rank = AffinePermutation(n, rng)  # sender rank -> user
         self.holder_user = AffinePermutation(n, rng)  # holder j (< holder_count) -> user
         self._block_ledger: np.ndarray | None = None  # ledger per block, built on first use
+        self._system_id_tables: dict[str, np.ndarray] = {}
 
     # --- ids -------------------------------------------------------------------------------
     @staticmethod
@@ -130,11 +131,14 @@ class PopulationLayout:
 
     def system_ids(self, ledger: np.ndarray, role: str) -> np.ndarray:
         """Ids of one role's system account for each ledger in `ledger` (fiat or coin)."""
-        table = np.zeros(6, np.int64)
-        for code in (FIAT_LEDGERS if role in FIAT_ROLES else ()) + (
-                COIN_LEDGERS if role in COIN_ROLES else ()):
-            table[code] = self.system_index(code, role)
-        return self.ids(table[np.asarray(ledger, np.int64)])
+        table = self._system_id_tables.get(role)
+        if table is None:  # the role's account id by ledger code, built once
+            index = np.zeros(6, np.int64)
+            for code in (FIAT_LEDGERS if role in FIAT_ROLES else ()) + (
+                    COIN_LEDGERS if role in COIN_ROLES else ()):
+                index[code] = self.system_index(code, role)
+            table = self._system_id_tables[role] = self.ids(index)
+        return table[np.asarray(ledger, np.int64)]
 
     # --- users -----------------------------------------------------------------------------
     def block_of(self, user: np.ndarray) -> np.ndarray:

@@ -79,6 +79,8 @@ def _mix63(x):
 def _sparse_ids(index, tag):
     out = np.empty(index.shape[0], np.uint64)
     for i in range(index.shape[0]):
+        if index[i] < 0 or index[i] > _ID_INDEX_MAX:
+            raise ValueError("sparse_ids: indices must be in [0, 2**56 - 2]")
         out[i] = _mix63(np.uint64(index[i]) + tag)
     return out
 
@@ -99,10 +101,9 @@ def _tag(domain: int) -> np.uint64:
 def sparse_ids(index, domain: int) -> np.ndarray:
     """`workloads.base.sparse_ids` (same values), in one pass."""
     index = np.asarray(index)
-    if index.size:
-        assert int(index.min()) >= 0, "indices must be >= 0"
-        assert int(index.max()) <= _ID_INDEX_MAX, f"indices must be <= {_ID_INDEX_MAX}"
-    ids = _sparse_ids(as_kernel_array(index.ravel(), np.int64), _tag(domain))
+    if index.dtype == np.uint64 and index.size and int(index.max()) > _ID_INDEX_MAX:
+        raise ValueError("sparse_ids: indices must be in [0, 2**56 - 2]")  # before the cast
+    ids = _sparse_ids(as_kernel_array(index.ravel(), np.int64), _tag(domain))  # checks range
     return ids.reshape(index.shape)
 
 
