@@ -44,13 +44,12 @@ import simpy
 
 from benchmarks.engine_throughput import metric
 from sim.columns import TRANSFER_DTYPES
-from sim.heap import keep_freed_memory
+from sim import heap
 from sim.report import hardware, versions
 from workloads.registry import QUICK, build_workload, workload_configuration
 
 SIMPY_TIMING_SECONDS_MIN = 0.2  # the empty-SimPy timing repeats until at least this long
 GOAL_ROWS_PER_S = 20_000_000  # the goal for one core
-HEAP_POLICY = {"kept": False}  # whether main() set sim.heap's policy (XPAY_DEFAULT_HEAP=1: not)
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ def run_benchmark(size: GeneratorSize, seed: int, passes: int = 1) -> dict:
         "workload": workload_configuration(source),
         "accounts": account_count, "accounts_seconds": accounts_seconds,
         "rows": run["rows"], "epochs": run["epochs"], "generate_seconds": run["seconds"],
-        "warm_pass_seconds": warm_seconds, "heap_keeps_freed_memory": HEAP_POLICY["kept"],
+        "warm_pass_seconds": warm_seconds, "heap_keeps_freed_memory": heap.kept(),
         "epoch_rows_per_s": run["epoch_rows_per_s"],
         "simpy_events": run["simpy_events"], "simpy_ticks": getattr(source, "tick_count", None),
         "simpy_seconds_estimated": simpy_seconds,
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error(f"--passes(={args.passes}) must be >= 1")
-    HEAP_POLICY["kept"] = keep_freed_memory()  # as xpay does (sim/heap.py)
+    heap.keep_freed_memory()  # as xpay does (sim/heap.py)
     size = SMOKE if args.smoke else REAL
     if args.scenario is not None:
         size = GeneratorSize(scenario=args.scenario, quick_overrides={})

@@ -43,14 +43,14 @@ def test_warm_passes_replay_the_same_rows_and_report_their_best():
     assert names["generator_rows_per_s_warm"] == report["rows"] / min(report["warm_pass_seconds"])
 
 
-def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys, monkeypatch):
+def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys):
     from benchmarks import generator_throughput
     from sim import heap
 
-    monkeypatch.setattr(generator_throughput, "HEAP_POLICY", {"kept": None})
     assert generator_throughput.main(["--smoke", "--passes", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["heap_keeps_freed_memory"] is heap.keep_freed_memory()
+    assert report["heap_keeps_freed_memory"] is heap.kept()
+    assert len(report["warm_pass_seconds"]) == 1
     try:
         generator_throughput.main(["--smoke", "--passes", "0"])
     except SystemExit as exit_:
@@ -62,5 +62,7 @@ def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys, monkeypatch):
 def test_heap_policy_can_be_turned_off(monkeypatch):
     from sim import heap
 
+    monkeypatch.setattr(heap, "_state", {"kept": False})
     monkeypatch.setenv(heap.ENV_DEFAULT_HEAP, "1")
     assert heap.keep_freed_memory() is False
+    assert heap.kept() is False

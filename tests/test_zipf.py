@@ -113,6 +113,53 @@ def test_squeeze_never_exceeds_the_acceptance_probability(exponent):
         assert s <= accept.min() * (1 + 1e-12)
 
 
+def implied_pmf(sampler: BinnedZipf) -> np.ndarray:
+    """The law the tables give, computed exactly from `slots`: each alias slot picked with
+    1/slots, its own bin with probability PROB else its alias's bin, a rank uniform in that
+    bin, kept with probability ((rank + 1) / (first + 1)) ** -exponent; normalised."""
+    slots, n, s = sampler.slots, sampler.rank_count, sampler.exponent
+    law = np.zeros(n)
+    for row in slots:
+        for side, share in ((zipf.SLOT_LOW, row[zipf.SLOT_PROB]),
+                            (zipf.SLOT_ALIAS, 1.0 - row[zipf.SLOT_PROB])):
+            low, width = int(row[side]), int(row[side + 1])
+            ranks = np.arange(low, low + width)
+            accept = np.exp(-s * np.log((ranks + 1.0) / (low + 1.0)))
+            assert row[side + 2] <= accept.min() * (1 + 1e-12)  # the squeeze never over-accepts
+            law[low:low + width] += share / width * accept
+    return law / law.sum()
+
+
+@pytest.mark.parametrize("rank_count", [1, 2, 300, 5_000, 100_000])
+@pytest.mark.parametrize("exponent", [0.0, 0.7, 1.2, 10.0])
+def test_the_tables_imply_the_zipf_law_exactly(rank_count, exponent):
+    """A deterministic check of every table entry: a wrong alias probability, width or squeeze
+    shows here even where a chi-square of a million draws would not see it."""
+    sampler = BinnedZipf(rank_count, exponent)
+    expected = pmf(rank_count, exponent)
+    np.testing.assert_allclose(implied_pmf(sampler), expected, rtol=1e-11, atol=1e-300)
+
+
+@pytest.mark.parametrize("column", ["prob", "width", "squeeze"])
+def test_the_exact_check_sees_one_wrong_table_entry(column):
+    sampler = BinnedZipf(5_000, 1.1)
+    slots = sampler.slots
+    if column == "prob":  # an alias probability 2% low
+        slots[7, zipf.SLOT_PROB] *= 0.98
+    elif column == "width":  # a bin half as wide as it is
+        row = int(np.flatnonzero(slots[:, zipf.SLOT_WIDTH] > 4)[0])
+        slots[row, zipf.SLOT_WIDTH] = np.floor(slots[row, zipf.SLOT_WIDTH] / 2)
+    else:  # a squeeze 1% above its bin's smallest acceptance probability
+        row = int(np.flatnonzero(slots[:, zipf.SLOT_WIDTH] > 4)[0])
+        slots[row, zipf.SLOT_SQUEEZE] *= 1.01
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(implied_pmf(sampler), pmf(5_000, 1.1), rtol=1e-11)
+
+
+def test_slot_rows_start_on_cache_lines():
+    assert BinnedZipf(1_000_000, 0.7).slots.ctypes.data % 64 == 0
+
+
 def test_slots_hold_both_bins_of_each_alias_slot():
     sampler = BinnedZipf(10_000, 1.1)
     slots = sampler.slots

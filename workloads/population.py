@@ -210,6 +210,7 @@ class PopulationLayout:
 def _group_index(rank: np.ndarray, ledger: np.ndarray, split: tuple[int, int]) -> np.ndarray:
     """The USD group's numbers first, then the EUR group's; a rank is reduced modulo its
     group's size (at least 1)."""
+    assert np.shape(rank) == np.shape(ledger), "a rank per ledger"
     return group_index(as_kernel_array(rank, np.int64), as_kernel_array(ledger, np.uint32),
                        LEDGER_EUR, split[0], split[1])
 

@@ -100,9 +100,7 @@ def _tag(domain: int) -> np.uint64:
 
 def sparse_ids(index, domain: int) -> np.ndarray:
     """`workloads.base.sparse_ids` (same values), in one pass."""
-    index = np.asarray(index)
-    if index.dtype == np.uint64 and index.size and int(index.max()) > _ID_INDEX_MAX:
-        raise ValueError("sparse_ids: indices must be in [0, 2**56 - 2]")  # before the cast
+    index = np.asarray(index)  # uint64 indices >= 2**63 turn negative in the cast: refused too
     ids = _sparse_ids(as_kernel_array(index.ravel(), np.int64), _tag(domain))  # checks range
     return ids.reshape(index.shape)
 
@@ -202,6 +200,8 @@ def add_captured(payable, aux, code, amount, capture_code):
     """payable[aux] += amount for the capture rows that carry a merchant number (aux >= 0)."""
     for i in range(aux.shape[0]):
         if code[i] == capture_code and aux[i] >= 0:
+            if aux[i] >= payable.shape[0]:
+                raise IndexError("add_captured: a merchant number past the books")
             payable[aux[i]] += amount[i]
 
 
