@@ -41,6 +41,8 @@ def test_warm_passes_replay_the_same_rows_and_report_their_best():
     assert len(report["warm_pass_seconds"]) == 2
     names = {m["perf_metric_name"]: m["perf_metric_value"] for m in report["metrics"]}
     assert names["generator_rows_per_s_warm"] == report["rows"] / min(report["warm_pass_seconds"])
+    assert report["goal_met_warm"] == (names["generator_rows_per_s_warm"] >= 20_000_000)
+    assert run_benchmark(SMOKE, seed=3)["goal_met_warm"] is None  # one pass: no warm figure
 
 
 def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys):
