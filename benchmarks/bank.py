@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.engine import Engine, local_hosts, split_epochs, table_hint
-from sim.report import hardware, versions
+from xpay.report import hardware, versions
 
 WINDOW_EPOCHS = 16
 

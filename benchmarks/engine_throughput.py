@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine import Engine, table_hint, local_hosts, split_epochs
-from sim.report import hardware, result_digest, versions
+from xpay.report import hardware, result_digest, versions
 from workloads.plain import plain_transfer_workload
 
 

@@ -20,7 +20,7 @@ joining anything. It reports, as typed metrics:
   over the generator's seconds; ``rows_per_simpy_event``, rows / events. SimPy schedules ticks, not
   payments, so events are a handful per epoch and rows per event are in the thousands.
 
-The process keeps freed heap memory as ``xpay`` does (`sim.heap`; ``XPAY_DEFAULT_HEAP=1``
+The process keeps freed heap memory as ``xpay`` does (`xpay.malloc_policy`; ``XPAY_DEFAULT_HEAP=1``
 measures glibc's defaults instead, and ``heap_keeps_freed_memory`` says which). The report
 also carries the size, the seed, a sha256 of every column of every row generated
 (in epoch order, little-endian), versions and hardware.
@@ -45,8 +45,8 @@ import simpy
 
 from benchmarks.engine_throughput import metric
 from sim.columns import TRANSFER_DTYPES
-from sim import heap
-from sim.report import hardware, versions
+from xpay import malloc_policy
+from xpay.report import hardware, versions
 from workloads.registry import QUICK, build_workload, workload_configuration
 
 SIMPY_TIMING_SECONDS_MIN = 0.2  # the empty-SimPy timing repeats until at least this long
@@ -163,7 +163,7 @@ def run_benchmark(size: GeneratorSize, seed: int, passes: int = 1) -> dict:
         "workload": workload_configuration(source),
         "accounts": account_count, "accounts_seconds": accounts_seconds,
         "rows": run["rows"], "epochs": run["epochs"], "generate_seconds": run["seconds"],
-        "warm_pass_seconds": warm_seconds, "heap_keeps_freed_memory": heap.kept(),
+        "warm_pass_seconds": warm_seconds, "heap_keeps_freed_memory": malloc_policy.kept(),
         "epoch_rows_per_s": run["epoch_rows_per_s"],
         "simpy_events": run["simpy_events"], "simpy_ticks": getattr(source, "tick_count", None),
         "simpy_seconds_estimated": simpy_seconds,
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error(f"--passes(={args.passes}) must be >= 1")
-    heap.keep_freed_memory()  # as xpay does (sim/heap.py)
+    malloc_policy.keep_freed_memory()  # as xpay does (xpay/malloc_policy.py)
     size = SMOKE if args.smoke else REAL
     if args.scenario is not None:
         size = GeneratorSize(scenario=args.scenario, quick_overrides={})

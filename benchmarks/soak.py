@@ -30,7 +30,7 @@ from benchmarks.engine_throughput import metric
 from sim.columns import Accounts, Transfers
 from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, CODE, LEDGER_USD
 from sim.engine import Engine
-from sim.report import hardware, versions
+from xpay.report import hardware, versions
 from sim.shard_state import table_hint_per_shard
 from workloads.base import ID_DOMAIN_ACCOUNT, ZipfRanks, lognormal_minor, sparse_ids
 

@@ -1,4 +1,6 @@
-"""xpay-sim's ledger: semantics, kernels, engine, files and command line.
+"""xpay-sim's ledger: the contract's types and files, the reference ledger, kernels and engine.
+
+The lowest layer: nothing here imports ``workloads``, ``actors`` or ``xpay``.
 
 Importing the package points numba's on-disk cache at a folder named after a hash of this
 package's kernel sources (every module that mentions numba). Numba invalidates a cached kernel

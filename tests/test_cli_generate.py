@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sim import files
-from sim.cli import main
+from xpay.cli import main
 from workloads.base import materialize
 from workloads.quickstart import QuickstartConfig, QuickstartWorkload
 from workloads.registry import QUICK, build_workload, scenario_names

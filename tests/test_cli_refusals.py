@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sim import files
-from sim.cli import main
+from xpay.cli import main
 from tests.adversarial import adversarial_workload
 
 
@@ -80,7 +80,7 @@ def test_malformed_file_is_refused(tmp_path, capsys, case):
 
 
 def test_replay_too_big_for_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
-    import sim.cli as cli
+    import xpay.cli as cli
 
     write_good(tmp_path)
     monkeypatch.setattr(cli, "_available_memory_bytes", lambda: 1024)

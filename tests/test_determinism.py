@@ -7,9 +7,9 @@ import json
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from sim.cli import main
+from xpay.cli import main
 from sim.engine import run_local
-from sim.report import ledger_sums_from_balances
+from xpay.report import ledger_sums_from_balances
 from tests.adversarial import adversarial_workload
 
 RUN_FILES = ("accounts.parquet", "workload.parquet", "results.parquet", "balances.parquet")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sim import files
-from sim.cli import main
+from xpay.cli import main
 from sim.reference import run_reference
 from tests.adversarial import adversarial_workload
 

@@ -47,11 +47,11 @@ def test_warm_passes_replay_the_same_rows_and_report_their_best():
 
 def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys):
     from benchmarks import generator_throughput
-    from sim import heap
+    from xpay import malloc_policy
 
     assert generator_throughput.main(["--smoke", "--passes", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["heap_keeps_freed_memory"] is heap.kept()
+    assert report["heap_keeps_freed_memory"] is malloc_policy.kept()
     assert len(report["warm_pass_seconds"]) == 1
     try:
         generator_throughput.main(["--smoke", "--passes", "0"])
@@ -62,9 +62,9 @@ def test_main_sets_the_heap_policy_and_refuses_zero_passes(capsys):
 
 
 def test_heap_policy_can_be_turned_off(monkeypatch):
-    from sim import heap
+    from xpay import malloc_policy
 
-    monkeypatch.setattr(heap, "_state", {"kept": False})
-    monkeypatch.setenv(heap.ENV_DEFAULT_HEAP, "1")
-    assert heap.keep_freed_memory() is False
-    assert heap.kept() is False
+    monkeypatch.setattr(malloc_policy, "_state", {"kept": False})
+    monkeypatch.setenv(malloc_policy.ENV_DEFAULT_HEAP, "1")
+    assert malloc_policy.keep_freed_memory() is False
+    assert malloc_policy.kept() is False

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sim.cli import main
+from xpay.cli import main
 from sim.engine import Engine, table_hint, local_hosts, split_epochs
 from sim.errors import InvariantViolation
 from tests.adversarial import adversarial_workload

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sim import files
-from sim.cli import main
+from xpay.cli import main
 from sim.constants import STATUS_NAMES
 from sim.engine import Engine, table_hint, split_epochs
 from sim.reference import run_reference

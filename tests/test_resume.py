@@ -10,15 +10,15 @@ import sys
 
 import pytest
 
-from sim.cli import main
-from sim.runner import DRIVER_CRASH_EXIT_STATUS
+from xpay.cli import main
+from xpay.runner import DRIVER_CRASH_EXIT_STATUS
 
 SIZE = ["--users", "1500", "--epochs", "10", "--rows-per-epoch", "1500"]
 
 
 def xpay(*args):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "xpay.cli", *args], capture_output=True, text=True, env=env,
                           timeout=600)
 
 

@@ -22,14 +22,14 @@ import numpy as np
 
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUNT_MIN
 from sim.errors import InputRefused, XpayError
-from sim.heap import keep_freed_memory
+from xpay.malloc_policy import keep_freed_memory
 
 OUTPUT_FILES = ("results.parquet", "balances.parquet", "summary.json")
 RUNS_DIR_DEFAULT = Path("runs")
 
 
 def main(argv: list[str] | None = None) -> int:
-    keep_freed_memory()  # the generator's epochs reuse freed heap memory (sim/heap.py)
+    keep_freed_memory()  # the generator's epochs reuse freed heap memory (xpay/malloc_policy.py)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -159,7 +159,7 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args):
-    from sim.runner import RunOptions
+    from xpay.runner import RunOptions
 
     if args.snapshot_every < 2:
         raise InputRefused(f"--snapshot-every(={args.snapshot_every}) must be >= 2 epochs")
@@ -177,7 +177,7 @@ def _options(args):
 
 def _replay(args) -> int:
     from sim import files
-    from sim.runner import replay
+    from xpay.runner import replay
 
     started = time.perf_counter()
     try:
@@ -276,7 +276,7 @@ def _write_workload(out: Path, accounts, transfers, source, args) -> None:
 
 
 def _run(args) -> int:
-    from sim.runner import replay
+    from xpay.runner import replay
     from workloads.registry import workload_configuration
 
     if args.resume is not None:
@@ -348,7 +348,7 @@ def _read_run_toml(folder: Path) -> dict:
 
 def _resume(args) -> int:
     from sim import files
-    from sim.runner import replay
+    from xpay.runner import replay
 
     folder = args.resume
     saved = _read_run_toml(folder)
@@ -417,8 +417,8 @@ def _describe(args) -> int:
 
 
 def _finish(summary: dict, out: Path, args) -> int:
-    from sim.report import format_table
-    from sim.runner import all_invariants_held
+    from xpay.report import format_table
+    from xpay.runner import all_invariants_held
 
     if not args.quiet:
         print(format_table(summary))

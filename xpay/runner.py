@@ -23,7 +23,7 @@ from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.warmup import warm_up
-from sim.report import (
+from xpay.report import (
     VIOLATIONS_LISTED_MAX,
     final_invariants,
     hardware,
