@@ -12,6 +12,7 @@ line and no results file when an input is refused; 1 with one line for any other
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -108,6 +109,8 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
     durable.add_argument("--stale-batches", type=_nonnegative, default=0, metavar="N",
                          help="offer a restarted shard an old batch, up to N times (it must refuse it)")
     p.add_argument("--quiet", action="store_true", help="print no summary table")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip report.html and plots/ (xpay report DIR draws them later)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
 
 
@@ -144,6 +147,15 @@ def _parser() -> argparse.ArgumentParser:
                           help="the workload's clock for the hourly curve and bursts (default: from"
                                " DIR/workload.toml, written by xpay generate/run, else 1)")
     describe.set_defaults(handler=_describe)
+    report = sub.add_parser("report", help="write DIR/report.html and DIR/plots/*.png for a run folder")
+    report.add_argument("folder", type=Path, metavar="DIR", help="a run folder (holds summary.json)")
+    report.set_defaults(handler=_report)
+    compare = sub.add_parser("compare", help="two run folders side by side in one report.html")
+    compare.add_argument("folder_a", type=Path, metavar="DIR_A", help="a run folder")
+    compare.add_argument("folder_b", type=Path, metavar="DIR_B", help="another run folder")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="folder for report.html and plots/ (default runs/compare-A-vs-B)")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -416,13 +428,44 @@ def _describe(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from xpay.html_report import write_report
+
+    with _refusing_missing_files():
+        _say(f"report: {write_report(args.folder)}")
+    return 0
+
+
+def _compare(args) -> int:
+    from xpay.html_report import write_comparison
+
+    out = args.out or RUNS_DIR_DEFAULT / f"compare-{args.folder_a.name}-vs-{args.folder_b.name}"
+    with _refusing_missing_files():
+        _say(f"comparison: {write_comparison(args.folder_a, args.folder_b, out)}")
+    return 0
+
+
+@contextlib.contextmanager
+def _refusing_missing_files():
+    """A wrong path given on the command line is a refused input (exit 2), not an error."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise InputRefused(str(error)) from None
+
+
 def _finish(summary: dict, out: Path, args) -> int:
     from xpay.report import format_table
     from xpay.runner import all_invariants_held
 
+    if not args.no_report:
+        from xpay.html_report import write_report
+
+        write_report(out)
     if not args.quiet:
         print(format_table(summary))
-        print(f"{'run folder':<24}  {out} (results.parquet, balances.parquet, summary.json)")
+        print(f"{'run folder':<24}  {out} (results.parquet, balances.parquet, summary.json"
+              f"{'' if args.no_report else ', report.html'})")
     if not all_invariants_held(summary):
         first = summary["invariant_violations"][0]["message"] if summary["invariant_violations"] else "see summary.json"
         _say(f"an invariant broke: {first}")
