@@ -57,6 +57,7 @@ from sim.rowchecks import (
 )
 from sim.shard_kernels import ACCOUNT_INFO_FLAGGED, DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
 from sim.shard_state import CommitPayload, ShardState, TableHint, table_hint_per_shard
+from sim.timeline import EpochTimeline, Pacer
 
 EMPTY_2 = np.zeros((0, 2), np.int64)
 SIDE_ORDER = {"debit": 0, "credit": 1}
@@ -90,6 +91,7 @@ class EpochPlan:
     id_blocks: list
     debit_blocks: list
     credit_blocks: list
+    release_s: float = 0.0  # when the epoch was released (sim.timeline: seconds since start)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class EngineMetrics:
     rows_before_resume: int = 0  # rows a resumed run took over from the journal (not timed)
     committed_before_resume: int = 0
     status_counts: np.ndarray = field(default_factory=lambda: np.zeros(STATUS_COUNT, np.int64))
+    timeline: EpochTimeline = field(default_factory=EpochTimeline)  # per epoch; latency
 
 
 @dataclass
@@ -168,7 +171,7 @@ class Engine:
 
     # --- the epoch loop -------------------------------------------------------------------
     def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None,
-            keep_status: bool = True, journal=None, resumed=None) -> EngineResult:
+            keep_status: bool = True, journal=None, resumed=None, pacer: Pacer | None = None) -> EngineResult:
         """Run every epoch (each a Transfers of one epoch's rows, in order) and finish.
 
         The driver plans epoch e+1 while the shards evaluate epoch e. keep_status=False keeps
@@ -176,46 +179,79 @@ class Engine:
         journal (sim.journal.DriverJournal): record each epoch once its statuses are final.
         resumed (sim.journal.Resumed): continue after its last epoch (the shards are already
         back at that point); the epochs given are the whole run's, from the first.
+        pacer (sim.timeline.Pacer): offer the epochs open loop, each released when its last
+        row is due and not planned before; payment latency goes to metrics.timeline.
         """
-        metrics = EngineMetrics()
+        metrics = EngineMetrics(timeline=EpochTimeline(pacer))
         statuses: list[np.ndarray] = []
         source = _nonempty(epochs)
-        pending_commit: tuple | None = None  # (plan, commit payloads, submit time)
+        pending_commit: tuple | None = None  # (plan, commit payloads, submit time, timeline index)
         index, row_offset = 0, 0
         if resumed is not None:
             pending_commit = self._take_over(resumed, source, metrics, statuses, keep_status)
             index, row_offset = resumed.last_index + 1, resumed.row_offset
+        metrics.timeline.start()
         rows = next(source, None)
-        plan = self.plan(rows, row_offset) if rows is not None else None
+        plan = self._plan_when_due(rows, row_offset, pacer, metrics) if rows is not None else None
         started = time.perf_counter()
         while plan is not None:
+            if isinstance(plan, _Deferred):
+                plan = self.plan(plan.rows, plan.row_offset)
+            metrics.timeline.released(plan.epoch, plan.rows.sim_time_us, plan.release_s)
             submitted = time.perf_counter()
             after = plan.row_offset + len(plan.rows)
 
             def plan_next(after=after):
                 upcoming = next(source, None)
-                return self.plan(upcoming, after) if upcoming is not None else None
+                return self._plan_when_due(upcoming, after, pacer, metrics, wait=False)
 
             status, commit, next_plan = self._run_epoch(plan, pending_commit, metrics, plan_next)
             metrics.status_counts += np.bincount(status, minlength=STATUS_COUNT)
             if keep_status:
                 statuses.append(status)
-            pending_commit = (plan, commit, submitted)
             metrics.rows += len(plan.rows)
             metrics.epochs += 1
             if journal is not None:
                 journal.record(index, plan.row_offset, status, commit, metrics.audit, metrics.committed)
+            metrics.timeline.final(status, plan.rows.code, plan.rows.sim_time_us,
+                                   int(np.count_nonzero(status == OK)))
+            pending_commit = (plan, commit, submitted, len(metrics.timeline.columns["epoch"]) - 1)
             index += 1
             if on_epoch is not None:
                 on_epoch(metrics.epochs, metrics.rows)
-            plan = next_plan
+            plan = self._release(next_plan, pacer, metrics)
         if pending_commit is not None:
-            last_plan, commit, submitted = pending_commit
+            last_plan, commit, submitted, recorded = pending_commit
             results = self.hosts.collect(self.hosts.submit("finish", [(c,) for c in commit]))
-            self._after_commit(last_plan, results, metrics, submitted)
+            self._after_commit(last_plan, results, metrics, submitted, recorded)
         metrics.engine_seconds = time.perf_counter() - started
         status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
         return self._final(status, metrics, keep_status)
+
+    def _plan_when_due(self, rows: Transfers | None, row_offset: int, pacer: Pacer | None,
+                       metrics: EngineMetrics, wait: bool = True):
+        """The epoch's plan once its rows are due; with wait=False, a not-yet-due epoch comes
+        back unplanned (_Deferred): the driver may not look at payments before they arrive."""
+        if rows is None:
+            return None
+        timeline = metrics.timeline
+        if pacer is not None and timeline.due_s(rows.sim_time_us) > timeline.now_s():
+            if not wait:
+                return _Deferred(rows, row_offset)
+            release_s = timeline.wait_until_due(rows.sim_time_us)
+        else:
+            release_s = timeline.due_s(rows.sim_time_us) if pacer is not None else timeline.now_s()
+        plan = self.plan(rows, row_offset)
+        plan.release_s = release_s
+        return plan
+
+    def _release(self, next_plan, pacer: Pacer | None, metrics: EngineMetrics):
+        """Wait for a deferred epoch to be due, then plan it (after this epoch's statuses)."""
+        if not isinstance(next_plan, _Deferred):
+            if next_plan is not None and pacer is None:
+                next_plan.release_s = metrics.timeline.now_s()  # closed loop: released when ready
+            return next_plan
+        return self._plan_when_due(next_plan.rows, next_plan.row_offset, pacer, metrics)
 
     def _take_over(self, resumed, source, metrics: EngineMetrics, statuses: list, keep_status: bool) -> tuple:
         """Metrics, statuses and the pending commit of the journal's epochs; the source skips them."""
@@ -234,7 +270,7 @@ class Engine:
         metrics.audit = list(resumed.audit)
         metrics.boundaries_checked = len({row["epoch"] for row in resumed.audit})
         last_plan = self.plan(last_rows, resumed.row_offset - len(last_rows))
-        return (last_plan, resumed.commit, time.perf_counter())
+        return (last_plan, resumed.commit, time.perf_counter(), None)
 
     def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics, plan_next):
         k = self.shard_count
@@ -245,7 +281,7 @@ class Engine:
             for s in range(k)
         ]))
         if pending_commit is not None:
-            self._after_commit(pending_commit[0], first, metrics, pending_commit[2])
+            self._after_commit(pending_commit[0], first, metrics, pending_commit[2], pending_commit[3])
         pre, lookups = self._pre_status(plan, first)
         second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
         handle = self.hosts.submit("evaluate", second_args)
@@ -323,7 +359,8 @@ class Engine:
         return [CommitPayload(epoch, d[s], c[s], p[s], r[s]) for s in range(k)]
 
     # --- epoch boundary -------------------------------------------------------------------
-    def _after_commit(self, plan: EpochPlan, results: list, metrics: EngineMetrics, submitted: float) -> None:
+    def _after_commit(self, plan: EpochPlan, results: list, metrics: EngineMetrics, submitted: float,
+                      recorded: int | None = None) -> None:
         overflows = [r["overflow"] for r in results if r.get("overflow") is not None]
         if overflows:
             row, side, column, account = min(overflows, key=lambda o: (o[0], SIDE_ORDER[o[1]]))
@@ -331,6 +368,8 @@ class Engine:
             field_name = f"{side}s_{BALANCE_COLUMN_NAMES[column]}"
             raise BalanceOverflowError(plan.epoch, row, int(plan.rows.id[local_row]), account, field_name)
         now = time.perf_counter()
+        if recorded is not None:
+            metrics.timeline.committed(recorded)
         metrics.epoch_latency_ms.append((now - submitted) * 1000.0)
         metrics.commit_times.append(now)
         self._sums = _total_sums(self.ledger_values, [r["sums"] for r in results])
@@ -384,6 +423,14 @@ def audit_row(epoch: int, ledger: int, sums: tuple, balanced: bool, overdraft_he
 def violation(invariant: str, epoch: int | None, message: str) -> dict:
     """One broken invariant at one epoch boundary (epoch None: the final balances)."""
     return {"invariant": invariant, "epoch": epoch, "message": message}
+
+
+@dataclass
+class _Deferred:
+    """An epoch read from the source before it is due: planned only once it is."""
+
+    rows: Transfers
+    row_offset: int
 
 
 def _nonempty(epochs: Iterable[Transfers]) -> Iterator[Transfers]:

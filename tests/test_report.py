@@ -109,3 +109,38 @@ def test_names_refuse_unknown_codes():
         named_statuses([0, 22])
     with pytest.raises(ValueError, match="code\\(=100\\)"):
         named_codes([100])
+
+
+def test_open_loop_releases_epochs_when_due_and_counts_backlog_as_latency(tmp_path):
+    slow, flood = tmp_path / "slow", tmp_path / "flood"
+    assert main(["run", *SMALL_RUN, "--no-strict-serial", "--no-report", "--rate", "150000",
+                 "--out", str(slow)]) == 0
+    run = load_run(slow)
+    epochs = run.epochs()
+    pacer_speed = run.summary["offered_rows_per_s"]
+    assert pacer_speed == 150000
+    # never earlier: each epoch starts at or after its release, released at its last row's due time
+    assert (epochs.start_s >= epochs.release_s - 1e-6).all()
+    total_rows, span_us = run.summary["rows"], epochs.sim_end_us.iloc[-1] - epochs.sim_start_us.iloc[0]
+    due_s = (epochs.sim_end_us - epochs.sim_start_us.iloc[0]) / (span_us / (total_rows / 150000))
+    assert ((epochs.release_s - due_s).abs() < 1e-6).all()
+    assert (epochs.final_s >= epochs.start_s).all() and (epochs.commit_s >= epochs.final_s).all()
+    latency = run.summary["payment_latency_ms"]
+    assert latency["all"]["count"] == total_rows
+    assert sum(k["count"] for k in latency["by_kind"].values()) == total_rows
+    assert int(run.latency().query("kind == 'all'")["count"].sum()) == total_rows
+    # offered far above capacity: every epoch is due at once, the backlog is the latency
+    assert main(["run", *SMALL_RUN, "--no-strict-serial", "--no-report", "--rate", "1e12",
+                 "--out", str(flood)]) == 0
+    flooded = load_run(flood)
+    last_final_ms = flooded.epochs().final_s.iloc[-1] * 1000
+    assert flooded.summary["payment_latency_ms"]["all"]["max"] >= 0.95 * last_final_ms
+
+
+def test_closed_loop_reports_batch_latency_only(run_folder):
+    run = load_run(run_folder)
+    assert run.summary["latency_kind"] == "batch latency"
+    assert "payment_latency_ms" not in run.summary
+    assert not (run_folder / "latency.parquet").exists()
+    assert len(run.epochs()) == run.summary["epochs"]
+    assert int(run.epochs().rows.sum()) == run.summary["rows"]

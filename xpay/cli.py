@@ -69,6 +69,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate(={text!r}) must be a number of rows per second") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"rate(={text}) must be > 0 and finite")
+    return value
+
+
 def _nonnegative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -85,6 +95,10 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
                    help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray, token auth on)")
     p.add_argument("--in-process", action="store_true",
                    help="run every shard in this process without Ray (one core's baseline)")
+    p.add_argument("--rate", type=_rate, default=None, metavar="R",
+                   help="offer R rows a second of wall time, open loop (sim time mapped onto wall"
+                        " time; payment latency from each row's scheduled arrival); default: as"
+                        " fast as possible, batch latency only")
     p.add_argument("--no-strict-serial", action="store_true",
                    help="skip the strict-serial divergence measurement")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -184,7 +198,8 @@ def _options(args):
                       progress=args.progress, data_dir=args.data_dir, fsync=args.fsync,
                       snapshot_every_epochs=args.snapshot_every, kill_shards=args.kill_shards,
                       fault_seed=args.fault_seed, delay_batches=args.delay_batches,
-                      duplicate_batches=args.duplicate_batches, stale_batches=args.stale_batches)
+                      duplicate_batches=args.duplicate_batches, stale_batches=args.stale_batches,
+                      rate=args.rate)
 
 
 def _replay(args) -> int:

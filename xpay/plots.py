@@ -42,10 +42,11 @@ def _table(run: Run, method: str) -> pd.DataFrame:
 
 
 def throughput_over_time(run: Run):
-    """Committed rows per second of wall time, epoch by epoch."""
+    """Rows per second of wall time, epoch by epoch: an epoch's rows over the time from the
+    previous epoch's final statuses to its own (the first epoch: from its start)."""
     epochs = _table(run, "epochs")
     figure, axis = _figure("Throughput over time")
-    wall_s = epochs["commit_s"].to_numpy()
+    wall_s = epochs["final_s"].to_numpy()
     seconds = np.diff(np.concatenate([[epochs["start_s"].iloc[0]], wall_s]))
     rate = np.divide(epochs["rows"].to_numpy(), seconds, out=np.zeros(len(seconds)),
                      where=seconds > 0)
@@ -53,7 +54,7 @@ def throughput_over_time(run: Run):
     if "offered_rows_per_s" in run.summary and run.summary["offered_rows_per_s"]:
         axis.axhline(run.summary["offered_rows_per_s"], color="grey", linestyle="--",
                      label="offered")
-    axis.set_xlabel("wall time since the first epoch (s)")
+    axis.set_xlabel("wall time since the engine started (s)")
     axis.set_ylabel("rows per second")
     axis.legend()
     return figure

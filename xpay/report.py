@@ -124,11 +124,19 @@ def format_table(summary: dict) -> str:
         ("engine time", f"{summary['engine_seconds']:.3f} s (start-up {summary['startup_seconds']:.1f} s, "
                         f"reading {summary['read_seconds']:.1f} s, not included)"),
         ("throughput", f"{summary['rows_per_s']:,.0f} rows/s, {summary['committed_per_s']:,.0f} committed/s"),
-        ("epoch latency", f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}"),
+        ("batch latency", f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}"
+                          " (an epoch, submitted to committed)"),
         ("invariants", ", ".join(f"{k} {'held' if v else 'BROKEN'}" for k, v in inv.items())),
         ("strict-serial divergence", "n/a" if divergence is None else f"{divergence:.4%} of rows"),
         ("memory per account", f"{summary['engine_bytes_per_account']:.1f} bytes in the shards"),
     ]
+    payment = summary.get("payment_latency_ms")
+    if payment:
+        every = payment["all"]
+        rows.insert(6, ("offered", f"{summary['offered_rows_per_s']:,.0f} rows/s, open loop"))
+        rows.insert(8, ("payment latency", f"p50 {_ms(every['p50'])}, p99 {_ms(every['p99'])},"
+                                           f" p99.9 {_ms(every['p99.9'])}, max {_ms(every['max'])}"
+                                           " (scheduled arrival to final status)"))
     faults = summary.get("faults")
     if faults and (faults["kills"] or faults["delays"] or faults["duplicates_offered"] or faults["stale_offered"]):
         p50, p99 = faults["recovery_seconds_p50"], faults["recovery_seconds_p99"]

@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from sim import files
 from sim.columns import Accounts, Transfers
-from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
+from sim.constants import CODE_NAMES, IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError, InvariantViolation
+from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
@@ -52,6 +53,7 @@ class RunOptions:
     duplicate_batches: int = 0
     stale_batches: int = 0
     crash_driver_after: int | None = None  # fault injection: the driver dies after this epoch index
+    rate: float | None = None  # offered rows per wall second (open loop); None: as fast as possible
 
     @property
     def faulty(self) -> bool:
@@ -111,6 +113,7 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     files.write_results(out_dir / "results.parquet", transfers.id, result.status, transfers.epoch)
     files.write_balances(out_dir / "balances.parquet", result.balances)
     write_audit(out_dir / "audit.parquet", result.metrics.audit)
+    write_timeline(out_dir, result.metrics.timeline)
     _write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -208,11 +211,20 @@ def _fault_summary(hosts) -> dict:
     return out
 
 
+def pacer_for(transfers: Transfers, rate: float | None) -> Pacer | None:
+    """The open-loop clock offering these transfers at `rate` rows a second (None: closed loop)."""
+    if rate is None or len(transfers) == 0:
+        return None
+    return Pacer.for_rate(rate, len(transfers), int(transfers.sim_time_us[0]),
+                          int(transfers.sim_time_us[-1]))
+
+
 def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions, journal=None,
                        resumed=None) -> EngineResult:
     show = sys.stderr.isatty() if options.progress is None else options.progress
+    pacer = pacer_for(transfers, options.rate)
     if not show:
-        return engine.run(split_epochs(transfers), journal=journal, resumed=resumed)
+        return engine.run(split_epochs(transfers), journal=journal, resumed=resumed, pacer=pacer)
     from tqdm import tqdm
 
     with tqdm(total=len(transfers), unit="row", unit_scale=True, desc="engine", file=sys.stderr) as bar:
@@ -225,7 +237,8 @@ def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions
             bar.update(rows - done[0])
             done[0] = rows
 
-        return engine.run(split_epochs(transfers), on_epoch=on_epoch, journal=journal, resumed=resumed)
+        return engine.run(split_epochs(transfers), on_epoch=on_epoch, journal=journal, resumed=resumed,
+                          pacer=pacer)
 
 
 def _strict_serial_divergence(accounts, transfers, result, options) -> tuple[float | None, float]:
@@ -260,6 +273,7 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "rows_per_s": (m.rows - m.rows_before_resume) / seconds if seconds > 0 else None,
         "committed_per_s": (m.committed - m.committed_before_resume) / seconds if seconds > 0 else None,
         "epoch_latency_ms": latency_summary(m.epoch_latency_ms),
+        **_payment_latency(m.timeline, options),
         "invariants": {
             "double_entry": not any(v["invariant"] == "double_entry" for v in violations),
             "overdraft": not any(v["invariant"] == "overdraft" for v in violations),
@@ -295,6 +309,38 @@ def write_audit(path: Path, audit: list[dict]) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
+
+
+def _payment_latency(timeline: EpochTimeline, options: RunOptions) -> dict:
+    """Open loop: payment latency (scheduled arrival to final status) overall and per kind.
+    Closed loop: only the batch (epoch) latency, under its own name, epoch_latency_ms."""
+    if timeline.pacer is None:
+        return {"latency_kind": "batch latency", "offered_rows_per_s": None}
+    by_kind = {CODE_NAMES.get(code, f"code_{code}"): histogram.summary_ms()
+               for code, histogram in sorted(timeline.latency.by_code.items())}
+    return {"latency_kind": "payment latency", "offered_rows_per_s": options.rate,
+            "payment_latency_ms": {"all": timeline.latency.overall.summary_ms(), "by_kind": by_kind}}
+
+
+def write_timeline(out_dir: Path, timeline: EpochTimeline) -> None:
+    """epochs.parquet (one row per epoch) and, for an open-loop run, latency.parquet (the
+    histogram buckets per business code; kind "all" is every payment)."""
+    import pyarrow.parquet as pq
+
+    table = pa.table(timeline.table())
+    pq.write_table(table, out_dir / "epochs.parquet.tmp", compression="zstd")
+    (out_dir / "epochs.parquet.tmp").replace(out_dir / "epochs.parquet")
+    latency_path = out_dir / "latency.parquet"
+    if timeline.pacer is None:
+        latency_path.unlink(missing_ok=True)  # a closed-loop run has no payment latency
+        return
+    buckets = timeline.latency.buckets()
+    kinds = ["all" if code < 0 else CODE_NAMES.get(int(code), f"code_{code}") for code in buckets["code"]]
+    table = pa.table({"kind": pa.array(kinds, pa.string()), "code": buckets["code"],
+                      "low_ms": buckets["low_us"] / 1_000.0, "high_ms": buckets["high_us"] / 1_000.0,
+                      "count": buckets["count"]})
+    pq.write_table(table, latency_path.with_suffix(".parquet.tmp"), compression="zstd")
+    latency_path.with_suffix(".parquet.tmp").replace(latency_path)
 
 
 def all_invariants_held(summary: dict) -> bool:

@@ -85,10 +85,10 @@ class Run:
         return self._table("epochs.parquet", "xpay run / xpay replay")
 
     def latency(self) -> pd.DataFrame:
-        """Payment latency histogram buckets per business code (``--rate`` runs)."""
+        """Payment latency histogram buckets (``--rate`` runs): ``kind`` (``all`` or a business
+        code's name), ``code`` (-1 for all), ``low_ms``/``high_ms`` (the bucket), ``count``."""
         frame = self._table("latency.parquet", "xpay run / xpay replay with --rate")
-        if "code" in frame:
-            frame["code"] = named_codes(frame["code"])
+        frame["kind"] = frame["kind"].astype("category")
         return frame
 
     def accounts(self) -> pd.DataFrame:
