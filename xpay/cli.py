@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _version() -> str:
+    import importlib.metadata
+
+    from xpay.report import versions
+
+    commit = versions().get("git_commit")
+    return importlib.metadata.version("xpay-sim") + (f" (commit {commit})" if commit else "")
+
+
 def _say(message: str) -> None:
     print(f"xpay: {' '.join(str(message).split())}", file=sys.stderr)
 
@@ -129,15 +138,16 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="xpay", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    replay = sub.add_parser("replay", help="run a workload file through the sharded engine")
+    replay = sub.add_parser("replay", allow_abbrev=False, help="run a workload file through the sharded engine")
     replay.add_argument("--accounts", type=Path, required=True, help="accounts.parquet")
     replay.add_argument("--workload", type=Path, required=True, help="workload.parquet")
     replay.add_argument("--out", type=Path, required=True, help="output folder")
     _engine_options(replay, shards_default=4)
     replay.set_defaults(handler=_replay)
-    run = sub.add_parser("run", help="generate a scenario's workload and run it through the engine")
+    run = sub.add_parser("run", allow_abbrev=False, help="generate a scenario's workload and run it through the engine")
     _scenario_options(run)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/SCENARIO-seedSEED)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -148,23 +158,23 @@ def _parser() -> argparse.ArgumentParser:
                           " dir); continue with --resume")
     _engine_options(run, shards_default=4)
     run.set_defaults(handler=_run)
-    generate = sub.add_parser("generate", help="write a scenario's accounts.parquet and workload.parquet")
+    generate = sub.add_parser("generate", allow_abbrev=False, help="write a scenario's accounts.parquet and workload.parquet")
     _scenario_options(generate)
     generate.add_argument("--out", type=Path, required=True, help="folder for the two files")
     generate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                           help="progress bar on stderr (default: when stderr is a terminal)")
     generate.set_defaults(handler=_generate)
-    describe = sub.add_parser("describe", help="realised statistics of a workload folder")
+    describe = sub.add_parser("describe", allow_abbrev=False, help="realised statistics of a workload folder")
     describe.add_argument("folder", type=Path, metavar="DIR", help="holds accounts.parquet and workload.parquet")
     describe.add_argument("--json", action="store_true", help="print the statistics as JSON")
     describe.add_argument("--model-seconds-per-sim-second", type=float, default=None, metavar="X",
                           help="the workload's clock for the hourly curve and bursts (default: from"
                                " DIR/workload.toml, written by xpay generate/run, else 1)")
     describe.set_defaults(handler=_describe)
-    report = sub.add_parser("report", help="write DIR/report.html and DIR/plots/*.png for a run folder")
+    report = sub.add_parser("report", allow_abbrev=False, help="write DIR/report.html and DIR/plots/*.png for a run folder")
     report.add_argument("folder", type=Path, metavar="DIR", help="a run folder (holds summary.json)")
     report.set_defaults(handler=_report)
-    compare = sub.add_parser("compare", help="two run folders side by side in one report.html")
+    compare = sub.add_parser("compare", allow_abbrev=False, help="two run folders side by side in one report.html")
     compare.add_argument("folder_a", type=Path, metavar="DIR_A", help="a run folder")
     compare.add_argument("folder_b", type=Path, metavar="DIR_B", help="another run folder")
     compare.add_argument("--out", type=Path, default=None,
@@ -426,11 +436,11 @@ def _generate(args) -> int:
 
 
 def _progress(epochs, total: int | None, show: bool | None):
-    if not (sys.stderr.isatty() if show is None else show):
-        return epochs
-    from tqdm import tqdm
+    from xpay import progress
 
-    return tqdm(epochs, total=total, unit="epoch", desc="generate", file=sys.stderr)
+    if not progress.show(show):
+        return epochs
+    return progress.bar(iterable=epochs, total=total, unit="epoch", desc="generate")
 
 
 def _describe(args) -> int:

@@ -24,6 +24,7 @@ from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epoc
 from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
+from xpay import progress
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
     final_invariants,
@@ -83,7 +84,9 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     started = time.perf_counter()
     journal, resumed = _open_journal(options, out_dir, resume)
     try:
-        hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
+        with progress.phase("starting the shards" if options.in_process else "starting Ray and the shard actors",
+                            progress.show(options.progress)):
+            hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
     except BaseException:
         if journal is not None:
             journal.close()
@@ -105,7 +108,9 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
         hosts.close()
         if journal is not None:
             journal.close()
-    divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
+    with progress.phase(f"strict-serial check of {len(transfers):,} rows",
+                        progress.show(options.progress) and options.strict_serial):
+        divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
     summary = _summary(accounts, transfers, result, options, host_info, configuration or {})
     summary.update(fault_info)
     summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds,
@@ -221,13 +226,11 @@ def pacer_for(transfers: Transfers, rate: float | None) -> Pacer | None:
 
 def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions, journal=None,
                        resumed=None) -> EngineResult:
-    show = sys.stderr.isatty() if options.progress is None else options.progress
+    show = progress.show(options.progress)
     pacer = pacer_for(transfers, options.rate)
     if not show:
         return engine.run(split_epochs(transfers), journal=journal, resumed=resumed, pacer=pacer)
-    from tqdm import tqdm
-
-    with tqdm(total=len(transfers), unit="row", unit_scale=True, desc="engine", file=sys.stderr) as bar:
+    with progress.bar(total=len(transfers), unit="row", unit_scale=True, desc="engine") as bar:
         done = [0]
         if resumed is not None:
             bar.update(resumed.rows)
