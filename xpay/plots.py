@@ -153,7 +153,7 @@ def invariant_timeline(run: Run):
     broken = audit[~(audit["double_entry"] & audit["overdraft"])]
     gap.scatter(broken["epoch"], np.zeros(len(broken)), color="red", marker="x", s=60,
                 label=f"invariant broken ({len(broken)})", zorder=3)
-    volume.set_yscale("symlog")
+    volume.set_yscale("log", nonpositive="mask")
     volume.set_ylabel("posted credits (minor units)")
     gap.set_ylabel("posted debits - credits")
     gap.set_xlabel("epoch")
