@@ -16,7 +16,8 @@ from sim.constants import (
     AMOUNT_MAX, CODE, FLAG_LINKED, FLAG_PENDING, LEDGER_BTC, LEDGER_EUR, LEDGER_USD, STATUS,
 )
 from sim.errors import InputRefused
-from workloads.base import WorkloadSource, materialize
+from tests.scenario_helpers import generate, small, traffic
+from workloads.base import WorkloadSource
 from workloads.crypto import coin_units_for_fiat, fiat_for_coin_units, fiat_price_cents
 from workloads.model import ScenarioWorkload, stable_time_order
 from workloads.population import AffinePermutation, PopulationLayout
@@ -25,32 +26,11 @@ from workloads.scenario import (
 )
 
 SHIPPED = ("quick", "mature", "x-scale-day", "black-friday", "viral-burst", "crypto-crash")
-SMALL_USERS = 20_000
-SMALL_RATE_PER_S = 2.0
-
-
-def small(name: str, **sections) -> Scenario:
-    """A shipped scenario shrunk to 20k users and 2 arrivals per model second."""
-    base = {"population": {"users": SMALL_USERS}, "rate": {"mean_per_s": SMALL_RATE_PER_S},
-            "time": {"funding_rows_per_epoch": 50_000}}
-    for key, values in sections.items():
-        base[key] = {**base.get(key, {}), **values}
-    return load_scenario(name).replace(**base)
-
-
-def generate(scenario: Scenario, seed: int):
-    workload = ScenarioWorkload(scenario, np.random.default_rng(seed))
-    accounts, transfers = materialize(workload)
-    return workload, accounts, transfers
 
 
 @pytest.fixture(scope="module")
 def quick_small():
     return generate(small("quick"), 7)
-
-
-def traffic(workload: ScenarioWorkload, transfers):
-    return transfers.epoch >= workload.funding_epoch_count
 
 
 # --- strict reading ------------------------------------------------------------------------
