@@ -135,3 +135,17 @@ def test_run_runs_quick_resized(tmp_path):
     assert scenario["population"]["users"] == 300
     assert scenario["time"]["tick_s"] == 43_200.0
     assert scenario["rate"]["scale"] == pytest.approx(300 / 1_000_000)
+
+
+def test_run_toml_carries_the_size_overrides(tmp_path):
+    import argparse
+
+    from xpay.cli import RUN_TOML_KEYS, _read_run_toml, _write_run_toml
+
+    values = {key: None for key in RUN_TOML_KEYS}
+    values.update(scenario="mature", seed=3, scale=0.25, days=2, epoch_seconds=1800.0, shards=2,
+                  window_epochs=16, fsync="off", snapshot_every=4)
+    _write_run_toml(tmp_path, argparse.Namespace(**values), str(tmp_path / "data"))
+    saved = _read_run_toml(tmp_path)
+    assert {k: saved[k] for k in ("scale", "days", "epoch_seconds", "users", "epochs")} == {
+        "scale": 0.25, "days": 2, "epoch_seconds": 1800.0, "users": None, "epochs": None}

@@ -303,7 +303,8 @@ RUN_TOML = "run.toml"
 # run.toml: what `xpay run --resume DIR` needs to continue a run: key -> (type, required)
 RUN_TOML_KEYS = {
     "scenario": (str, True), "seed": (int, True), "users": (int, False), "scale": (float, False),
-    "days": (int, False), "epochs": (int, False), "epoch_seconds": (float, False), "shards": (int, True), "window_epochs": (int, True),
+    "days": (int, False), "epochs": (int, False), "epoch_seconds": (float, False),
+    "shards": (int, True), "window_epochs": (int, True),
     "data_dir": (str, False), "fsync": (str, True), "snapshot_every": (int, True),
 }
 
@@ -313,7 +314,8 @@ def _write_run_toml(out: Path, args, data_dir: str | None) -> None:
     import json
 
     values = {"scenario": args.scenario, "seed": args.seed, "users": args.users, "scale": args.scale,
-              "days": args.days, "epochs": args.epochs, "epoch_seconds": args.epoch_seconds, "shards": args.shards, "window_epochs": args.window_epochs,
+              "days": args.days, "epochs": args.epochs, "epoch_seconds": args.epoch_seconds,
+              "shards": args.shards, "window_epochs": args.window_epochs,
               "data_dir": data_dir, "fsync": args.fsync, "snapshot_every": args.snapshot_every}
     lines = ["# written by xpay run; read by xpay run --resume"]
     for key, value in values.items():
@@ -384,8 +386,8 @@ def _generate(args) -> int:
     with files.WorkloadWriter(args.out / "workload.parquet") as writer:
         for rows in _progress(source.epochs(), source.epoch_total, args.progress):
             writer.write(rows)
-    write_clock(args.out / CLOCK_FILE, args.scenario, args.seed, source.model_seconds_per_sim_second,
-                source.funding_epoch_count)
+    write_clock(args.out / CLOCK_FILE, args.scenario, args.seed,
+                source.model_seconds_per_sim_second, source.funding_epoch_count)
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
           f" {writer.rows:,} rows in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
     return 0
