@@ -3,8 +3,10 @@
 Jepsen's bank test checks that money is conserved while nodes die; TigerBeetle's VOPR replays
 seeded crashes against an auditor. Here, for every (seed, shard count):
 
-1. the workload is the quickstart model at a small size (funding, Zipf P2P, card holds that
-   are captured, voided or left to expire, two-leg FX chains, retries), from ``seed``;
+1. the workload is the product's scenario model: ``quick`` resized small (``users`` users, one
+   day in ``epochs`` traffic epochs; its full mix: funding, Zipf P2P, tips, card holds that are
+   captured or voided, refunds, fees, payouts, cash, crypto trades and settlements, bad rows
+   and retries), from ``seed``;
 2. the fault-free result comes from the engine with every shard in this process;
 3. the same rows run on K durable Ray shard actors (write-ahead log + snapshots in a fresh data
    dir) under a seeded fault plan: ``--kills`` kills at random (shard, call, point), plus
@@ -51,22 +53,22 @@ class BankSize:
     stale: int
     users: int
     epochs: int
-    rows_per_epoch: int
     snapshot_every_epochs: int
 
 
 FULL = BankSize(seeds=(1, 2, 3, 4, 5), shard_counts=(2, 3, 4), kills=8, delays=2, duplicates=2, stale=2,
-                users=20_000, epochs=40, rows_per_epoch=4_000, snapshot_every_epochs=4)
+                users=20_000, epochs=40, snapshot_every_epochs=4)
 SMOKE = BankSize(seeds=(1,), shard_counts=(2,), kills=3, delays=1, duplicates=1, stale=1,
-                 users=500, epochs=8, rows_per_epoch=300, snapshot_every_epochs=2)
+                 users=500, epochs=8, snapshot_every_epochs=2)
 
 
 def workload(seed: int, size: BankSize):
     from workloads.base import materialize
     from workloads.registry import build_workload
 
-    source = build_workload("quick", seed, {"user_count": size.users, "epoch_count": size.epochs,
-                                            "rows_per_epoch": size.rows_per_epoch})
+    from workloads.scenario import Resize
+
+    source = build_workload("quick", seed, Resize(users=size.users, epochs=size.epochs))
     return materialize(source)
 
 
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
     size = BankSize(**{**size.__dict__, **changes})
     print(f"bank test: seeds {list(size.seeds)} x shards {list(size.shard_counts)}, {size.kills} kills,"
           f" {size.delays} delayed, {size.duplicates} duplicated, {size.stale} stale batches per run;"
-          f" {size.users:,} users, {size.epochs} epochs of {size.rows_per_epoch:,} rows", file=sys.stderr)
+          f" {size.users:,} users, one day in {size.epochs} traffic epochs", file=sys.stderr)
     report = run_bank(size, args.out, progress=lambda line: print(line, flush=True))
     t = report["totals"]
     print(f"total: {t['runs']} runs, {t['kills']} kills, {t['recoveries']} recoveries, rows lost"

@@ -33,6 +33,7 @@ also carries the size, the seed, a sha256 of every column of every row generated
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -47,7 +48,8 @@ from benchmarks.engine_throughput import metric
 from sim.columns import TRANSFER_DTYPES
 from xpay import malloc_policy
 from xpay.report import hardware, versions
-from workloads.registry import QUICK, build_workload, workload_configuration
+from workloads.registry import QUICK, build_workload
+from workloads.scenario import Resize
 
 SIMPY_TIMING_SECONDS_MIN = 0.2  # the empty-SimPy timing repeats until at least this long
 GOAL_ROWS_PER_S = 20_000_000  # the issue's goal for one core
@@ -56,13 +58,13 @@ GOAL_ROWS_PER_S = 20_000_000  # the issue's goal for one core
 @dataclass(frozen=True)
 class GeneratorSize:
     scenario: str
-    quick_overrides: dict  # {} = the scenario's own size
+    size: Resize  # Resize() = the scenario's own size
 
 
-# The quick scenario (workloads/scenarios/quick.toml) at its own size: 1.24M accounts, 6M rows.
-REAL = GeneratorSize(scenario=QUICK, quick_overrides={})
-SMOKE = GeneratorSize(scenario=QUICK, quick_overrides={"user_count": 2_000, "epoch_count": 2,
-                                                       "rows_per_epoch": 1_000})
+# The quick scenario (workloads/scenarios/quick.toml) at its own size: 1.24M accounts, 6M rows;
+# the smoke size is the same model and mix, resized to 2,000 users and 4 traffic epochs.
+REAL = GeneratorSize(scenario=QUICK, size=Resize())
+SMOKE = GeneratorSize(scenario=QUICK, size=Resize(users=2_000, epochs=4))
 
 
 @contextmanager
@@ -138,7 +140,7 @@ def run_benchmark(size: GeneratorSize, seed: int, passes: int = 1) -> dict:
     same epochs (`epochs()` starts again), must give the same rows, and their best is reported
     as the warm figure."""
     assert passes >= 1, f"passes(={passes}) must be >= 1"
-    source = build_workload(size.scenario, seed, size.quick_overrides)
+    source = build_workload(size.scenario, seed, size.size)
     started = time.perf_counter()
     account_count = len(source.accounts())
     accounts_seconds = time.perf_counter() - started
@@ -159,13 +161,13 @@ def run_benchmark(size: GeneratorSize, seed: int, passes: int = 1) -> dict:
     rows_per_event = run["rows"] / run["simpy_events"] if run["simpy_events"] else None
     return {
         "benchmark": "generator_throughput",
-        "scenario": size.scenario, "seed": seed, "size": dict(size.quick_overrides),
-        "workload": workload_configuration(source),
+        "scenario": size.scenario, "seed": seed, "size": dataclasses.asdict(size.size),
+        "workload": source.configuration(),
         "accounts": account_count, "accounts_seconds": accounts_seconds,
         "rows": run["rows"], "epochs": run["epochs"], "generate_seconds": run["seconds"],
         "warm_pass_seconds": warm_seconds, "heap_keeps_freed_memory": malloc_policy.kept(),
         "epoch_rows_per_s": run["epoch_rows_per_s"],
-        "simpy_events": run["simpy_events"], "simpy_ticks": getattr(source, "tick_count", None),
+        "simpy_events": run["simpy_events"], "simpy_ticks": source.tick_count,
         "simpy_seconds_estimated": simpy_seconds,
         "rows_sha256": run["rows_sha256"],
         "goal_rows_per_s": GOAL_ROWS_PER_S, "goal_met": rows_per_s >= GOAL_ROWS_PER_S,
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     malloc_policy.keep_freed_memory()  # as xpay does (xpay/malloc_policy.py)
     size = SMOKE if args.smoke else REAL
     if args.scenario is not None:
-        size = GeneratorSize(scenario=args.scenario, quick_overrides={})
+        size = GeneratorSize(scenario=args.scenario, size=Resize())
     report = run_benchmark(size, args.seed, args.passes)
     text = json.dumps(report, indent=2)
     print(text)

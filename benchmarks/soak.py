@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -27,18 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.engine_throughput import metric
-from sim.columns import Accounts, Transfers
-from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, CODE, LEDGER_USD
 from sim.engine import Engine
-from xpay.report import hardware, versions
 from sim.shard_state import table_hint_per_shard
-from workloads.base import ID_DOMAIN_ACCOUNT, ZipfRanks, lognormal_minor, sparse_ids
+from workloads.plain import PlainP2P
+from xpay.report import hardware, versions
 
-FUNDING_MINOR = 10**12  # per user: P2P never runs a sender dry, so every epoch is full work
 ZIPF_EXPONENT = 1.2
 RSS_SAMPLE_SECONDS = 1.0
 LATENCY_SAMPLES_PER_EPOCH = 64
-TRANSFER_ID_DOMAIN = 3
 
 
 @dataclass(frozen=True)
@@ -51,54 +48,6 @@ class SoakSize:
 
 REAL = SoakSize(accounts=1_000_000, rows_per_epoch=100_000, capacity_epochs=40, shards=4)
 SMOKE = SoakSize(accounts=5_000, rows_per_epoch=2_000, capacity_epochs=5, shards=2)
-
-
-class P2PStream:
-    """Funded users, then plain Zipf P2P epochs for as long as asked; nothing kept per row."""
-
-    def __init__(self, size: SoakSize, rng: np.random.Generator):
-        self.size = size
-        self.rng = rng
-        n = size.accounts
-        self.ids = sparse_ids(np.arange(n + 1), ID_DOMAIN_ACCOUNT)
-        flags = np.full(n + 1, ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, np.uint16)
-        flags[0] = 0
-        self.accounts = Accounts.from_columns(id=self.ids, ledger=np.full(n + 1, LEDGER_USD), flags=flags)
-        self.ranks = ZipfRanks(n, ZIPF_EXPONENT)
-        self.debit_of_rank = rng.permutation(n) + 1
-        self.credit_of_rank = rng.permutation(n) + 1
-        self.next_id = 1
-        self.epoch = 0
-
-    def funding(self):
-        n = self.size.accounts
-        for start in range(0, n, self.size.rows_per_epoch):
-            users = np.arange(start, min(start + self.size.rows_per_epoch, n)) + 1
-            yield self._epoch(np.zeros(len(users), np.int64), users, np.full(len(users), FUNDING_MINOR), CODE["cash_in"])
-
-    def p2p(self, epochs: int | None):
-        count = 0
-        while epochs is None or count < epochs:
-            m = self.size.rows_per_epoch
-            debit = self.debit_of_rank[self.ranks.draw(self.rng, m) - 1]
-            credit = self.credit_of_rank[self.ranks.draw(self.rng, m) - 1]
-            credit = np.where(credit == debit, credit % self.size.accounts + 1, credit)
-            amount = lognormal_minor(self.rng, m, 2_000, 1.0, 10_000_000)
-            yield self._epoch(debit, credit, amount, CODE["p2p"])
-            count += 1
-
-    def _epoch(self, debit_index, credit_index, amount, code) -> Transfers:
-        m = len(amount)
-        ids = np.arange(self.next_id, self.next_id + m, dtype=np.uint64)
-        self.next_id += m
-        epoch = np.full(m, self.epoch, np.uint64)
-        sim_time = np.full(m, self.epoch * 1_000_000, np.int64)
-        self.epoch += 1
-        zeros = np.zeros(m, np.uint64)
-        return Transfers.from_columns(
-            id=ids, epoch=epoch, sim_time_us=sim_time, debit_account=self.ids[debit_index],
-            credit_account=self.ids[credit_index], amount=amount, ledger=np.full(m, LEDGER_USD),
-            code=np.full(m, code), flags=zeros.astype(np.uint16), pending_id=zeros, timeout_s=zeros.astype(np.uint32))
 
 
 class RssSampler:
@@ -152,22 +101,28 @@ def run_soak(size: SoakSize, minutes: float, load: float, seed: int, window_epoc
     from actors.ray_hosts import RayHosts, start_ray
     from sim.warmup import warm_up
 
-    stream = P2PStream(size, np.random.default_rng(seed))
+    # endless plain P2P (`workloads.plain`): every user funded so that no sender runs dry, so
+    # every epoch is full work; one iterator, continued from phase to phase
+    source = PlainP2P(size.accounts, None, size.rows_per_epoch, ZIPF_EXPONENT,
+                      np.random.default_rng(seed))
+    accounts, stream = source.accounts(), source.epochs()
     start_ray()
     warm_up()
     hint = table_hint_per_shard(10**12, size.rows_per_epoch, 0, window_epochs, size.shards)
-    hosts = RayHosts(stream.accounts, size.shards, window_epochs, hint)
+    hosts = RayHosts(accounts, size.shards, window_epochs, hint)
     try:
-        engine = Engine(stream.accounts, hosts, window_epochs, stop_on_violation=True)
-        engine.run(stream.funding(), keep_status=False)
-        capacity = engine.run(stream.p2p(size.capacity_epochs), keep_status=False).metrics
+        engine = Engine(accounts, hosts, window_epochs, stop_on_violation=True)
+        engine.run(itertools.islice(stream, source.funding_epoch_count), keep_status=False)
+        capacity = engine.run(itertools.islice(stream, size.capacity_epochs),
+                              keep_status=False).metrics
         capacity_rows_per_s = capacity.rows / capacity.engine_seconds
         offered = load * capacity_rows_per_s
         epochs = max(1, int(minutes * 60 * offered / size.rows_per_epoch))
         schedule: list[float] = []
         pids = {"driver": os.getpid(), **{f"shard{s}": pid for s, pid in enumerate(hosts.pids)}}
         with RssSampler(pids) as sampler:
-            soak = engine.run(paced(stream.p2p(epochs), size.rows_per_epoch, offered, schedule),
+            soak = engine.run(paced(itertools.islice(stream, epochs), size.rows_per_epoch, offered,
+                                    schedule),
                               keep_status=False).metrics
     finally:
         hosts.close()

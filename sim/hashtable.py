@@ -16,8 +16,11 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
+# splitmix64's constants (Steele, Lea and Flood 2014), the one home of them: the ledger's
+# hashing here, the generator's id permutation and counter-based streams in workloads/.
+SPLITMIX64_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
+SPLITMIX64_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)
+SPLITMIX64_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
@@ -34,8 +37,8 @@ ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN = 1.5  # load <= 2/3 keeps linear probes sho
 def mix64(key):
     """splitmix64's finaliser of a key (int64 bit pattern) -> uint64."""
     x = np.uint64(key)
-    x = (x ^ (x >> _S30)) * _MIX_1
-    x = (x ^ (x >> _S27)) * _MIX_2
+    x = (x ^ (x >> _S30)) * SPLITMIX64_MULTIPLIER_1
+    x = (x ^ (x >> _S27)) * SPLITMIX64_MULTIPLIER_2
     return x ^ (x >> _S31)
 
 

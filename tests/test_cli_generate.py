@@ -1,4 +1,5 @@
-"""`xpay generate` and `xpay describe`, and scenario resolution shared with `xpay run`."""
+"""`xpay generate` and `xpay describe`, and scenario resolution and resizing shared with `xpay
+run`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pytest
 from sim import files
 from xpay.cli import main
 from workloads.base import materialize
-from workloads.quickstart import QuickstartConfig, QuickstartWorkload
-from workloads.registry import QUICK, build_workload, scenario_names
+from workloads.registry import QUICK, build_workload
+from workloads.scenario import Resize, scenario_names
 
-TINY = ["--users", "300", "--epochs", "2", "--rows-per-epoch", "200"]
+TINY = ["--users", "300", "--epochs", "2"]
 
 
 def generate(folder, seed: int = 4, scenario: str = QUICK, sizes=TINY) -> int:
@@ -36,12 +37,11 @@ def test_generate_same_seed_same_bytes(tmp_path):
     assert (tmp_path / "a" / "workload.parquet").read_bytes() != (tmp_path / "c" / "workload.parquet").read_bytes()
 
 
-def test_generate_writes_the_quickstart_rows_in_the_spec_schema(tmp_path):
+def test_generate_writes_the_resized_scenario_rows_in_the_spec_schema(tmp_path):
     assert generate(tmp_path) == 0
     accounts = files.read_accounts(tmp_path / "accounts.parquet")  # the strict spec readers
     transfers = files.read_workload(tmp_path / "workload.parquet")
-    config = QuickstartConfig(user_count=300, epoch_count=2, rows_per_epoch=200)
-    expected_accounts, expected = materialize(QuickstartWorkload(config, np.random.default_rng(4)))
+    expected_accounts, expected = materialize(build_workload(QUICK, 4, Resize(users=300, epochs=2)))
     assert np.array_equal(accounts.id, expected_accounts.id)
     for name, column in expected.columns().items():
         assert np.array_equal(transfers.columns()[name], column), name
@@ -81,53 +81,71 @@ def test_unknown_scenario_is_refused_naming_the_available_ones(tmp_path, capsys,
     assert not (tmp_path / "x").exists()
 
 
-def test_size_overrides_apply_to_quick_only(tmp_path, capsys):
-    assert generate(tmp_path, scenario="other", sizes=["--users", "10"]) == 2
-    assert "quick only" in one_line_refusal(capsys)
-    assert generate(tmp_path, sizes=["--users", "1"]) == 2  # the config's own rule, as a refusal
-    assert "user_count" in one_line_refusal(capsys)
+@pytest.mark.parametrize("sizes, named", [
+    (["--users", "1"], "users(=1)"),
+    (["--users", "10", "--scale", "0.5"], "give one"),
+    (["--scale", "1e-9"], "scale(=1e-09) leaves 0 users"),
+    (["--days", "0"], "days(=0)"),
+    (["--epochs", "0"], "epochs(=0)"),
+    (["--days", "2", "--epochs", "1"], "epochs(=1) must be in [days(=2)"),
+    (["--epochs", "4", "--epoch-seconds", "60"], "give one"),
+    (["--epoch-seconds", "90000"], "epoch_seconds(=90000.0)"),
+    (["--epoch-seconds", "nan"], "epoch_seconds(=nan)"),
+])
+def test_nonsense_sizes_are_refused_naming_the_override(tmp_path, capsys, sizes, named):
+    assert generate(tmp_path, scenario="mature", sizes=sizes) == 2
+    assert named in one_line_refusal(capsys)
+    assert not (tmp_path / "workload.parquet").exists()
 
 
-def test_build_workload_quick_fallback_is_seeded():
-    overrides = {"user_count": 200, "epoch_count": 1, "rows_per_epoch": 100, }
-    a = materialize(build_workload(QUICK, 9, overrides))[1]
-    b = materialize(build_workload(QUICK, 9, overrides))[1]
+def test_a_resize_that_breaks_a_scenario_rule_says_so(tmp_path, capsys):
+    # black-friday's checkout holds last 6 model hours: a 12-hour epoch would outlast them
+    assert generate(tmp_path, scenario="black-friday", sizes=["--epochs", "2"]) == 2
+    err = one_line_refusal(capsys)
+    assert "authorization_timeout_s must be > 2 * time.tick_s" in err
+    assert "after resizing to epochs=2" in err
+
+
+@pytest.mark.parametrize("name", ["mature", "viral-burst", "crypto-crash", "black-friday"])
+def test_every_scenario_resizes(tmp_path, name):
+    assert generate(tmp_path, scenario=name, sizes=["--users", "400", "--epochs", "24"]) == 0
+    clock = (tmp_path / "workload.toml").read_text()
+    assert "funding_epochs = 1" in clock
+    transfers = files.read_workload(tmp_path / "workload.parquet")
+    assert transfers.epoch.max() == 24  # one funding epoch, then 24 traffic epochs
+    accounts = files.read_accounts(tmp_path / "accounts.parquet")
+    assert 400 < len(accounts) < 700
+
+
+def test_build_workload_is_seeded():
+    a = materialize(build_workload(QUICK, 9, Resize(users=200, epochs=2)))[1]
+    b = materialize(build_workload(QUICK, 9, Resize(users=200, epochs=2)))[1]
     assert np.array_equal(a.id, b.id)
     assert np.array_equal(a.amount, b.amount)
     assert QUICK in scenario_names()
 
 
-def test_run_still_runs_quick_with_size_overrides(tmp_path):
+def test_run_runs_quick_resized(tmp_path):
     status = main(["run", "--seed", "2", *TINY, "--out", str(tmp_path), "--in-process",
                    "--no-strict-serial", "--shards", "2", "--quiet", "--no-progress"])
     assert status == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["configuration"]["scenario"] == QUICK
-    assert summary["configuration"]["workload"]["config"]["user_count"] == 300
+    scenario = summary["configuration"]["workload"]["scenario"]
+    assert scenario["population"]["users"] == 300
+    assert scenario["time"]["tick_s"] == 43_200.0
+    assert scenario["rate"]["scale"] == pytest.approx(300 / 1_000_000)
 
 
-def test_scenario_files_resolve_through_the_scenario_model(monkeypatch, tmp_path, capsys):
-    """With workloads.scenario and workloads.model present, names come from their files."""
-    import sys
-    import types
+def test_run_toml_carries_the_size_overrides(tmp_path):
+    import argparse
 
-    from workloads.registry import workload_configuration
+    from xpay.cli import RUN_TOML_KEYS, _read_run_toml, _write_run_toml
 
-    quick = QuickstartConfig(user_count=300, epoch_count=1, rows_per_epoch=200)
-    scenario = types.ModuleType("workloads.scenario")
-    scenario.scenario_names = lambda: ["busy_day", "quick"]
-    scenario.load_scenario = lambda name: {"busy_day": quick, "quick": quick}[name]
-    model = types.ModuleType("workloads.model")
-    model.ScenarioWorkload = QuickstartWorkload  # (scenario, rng), like the real model
-    monkeypatch.setitem(sys.modules, "workloads.scenario", scenario)
-    monkeypatch.setitem(sys.modules, "workloads.model", model)
-    assert scenario_names() == ["busy_day", "quick"]
-    source = build_workload("busy_day", 7)
-    assert source.config == quick
-    assert workload_configuration(source)["config"]["user_count"] == 300
-    assert build_workload(QUICK, 7).config == quick  # quick.toml wins over the fallback
-    assert build_workload(QUICK, 7, {"user_count": 400}).config.user_count == 400
-    assert generate(tmp_path, scenario="busy_day", sizes=[]) == 0
-    capsys.readouterr()
-    assert main(["generate", "--scenario", "nope", "--out", str(tmp_path)]) == 2
-    assert "busy_day, quick" in one_line_refusal(capsys)
+    values = {key: None for key in RUN_TOML_KEYS}
+    values.update(scenario="mature", seed=3, scale=0.25, days=2, epoch_seconds=1800.0, shards=2,
+                  window_epochs=16, fsync="off", snapshot_every=4)
+    _write_run_toml(tmp_path, argparse.Namespace(**values), str(tmp_path / "data"))
+    saved = _read_run_toml(tmp_path)
+    assert {k: saved[k] for k in ("scale", "days", "epoch_seconds", "users", "epochs")} == {
+        "scale": 0.25, "days": 2, "epoch_seconds": 1800.0, "users": None, "epochs": None}

@@ -24,7 +24,8 @@ from sim.constants import (
 from sim.errors import InputRefused
 from workloads.base import materialize
 from workloads.describe import describe, describe_dir, format_description
-from workloads.quickstart import QuickstartConfig, QuickstartWorkload
+from workloads.registry import build_workload
+from workloads.scenario import Resize
 
 HOUR_US = 3_600_000_000
 MINUTE_US = 60_000_000
@@ -201,32 +202,37 @@ def test_describe_dir_reads_the_files_and_refuses_a_missing_one(tmp_path):
 
 
 # --- seeded golden values -------------------------------------------------------------------
-# Computed once from the quickstart generator at this size and seed. They change only when
-# the generator (workloads/quickstart.py or workloads/base.py) changes its draws; then
-# recompute them and say why in the commit.
-GOLDEN_CONFIG = QuickstartConfig(user_count=5000, epoch_count=3, rows_per_epoch=5000)
+# Computed once from the scenario model (quick resized to 5,000 users, one day in 6 epochs) at
+# this seed. They change only when the model changes its draws; then recompute them on
+# purpose and say why in the commit. (Until the quickstart generator was retired they came
+# from it: 20,500 rows with 840 rows of code 0.)
+GOLDEN_SIZE = Resize(users=5_000, epochs=6)
 GOLDEN_SEED = 1
 
 
-def test_quickstart_golden_statistics():
-    workload = QuickstartWorkload(GOLDEN_CONFIG, np.random.default_rng(GOLDEN_SEED))
-    d = describe(*materialize(workload))
-    assert d["rows"] == 20_500
-    assert d["epochs"]["count"] == 5
-    assert d["accounts"]["by_ledger"] == {"USD": 5_008, "EUR": 503}
-    # recomputed when lognormal amounts took their normals from workloads.normals (ziggurat)
+def test_resized_quick_golden_statistics():
+    workload = build_workload("quick", GOLDEN_SEED, GOLDEN_SIZE)
+    d = describe(*materialize(workload), workload.model_seconds_per_sim_second,
+                 funding_epochs=workload.funding_epoch_count)
+    assert d["rows"] == 28_888
+    assert d["epochs"]["count"] == 7
+    assert d["accounts"]["by_ledger"] == {"USD": 4_360, "EUR": 657, "BTC": 402, "ETH": 402,
+                                          "USDC": 402}
     assert {k: v["rows"] for k, v in d["mix"].items()} == {
-        "unspecified": 840, "p2p": 10_123, "card_authorize": 2_810, "card_capture": 844,
-        "card_void": 98, "merchant_payout": 5, "cash_in": 5_780}
-    assert d["amount_minor"]["p2p"]["USD"] == {"rows": 10_123, "p10": 552, "p50": 2_012,
-                                               "p90": 7_386, "p99": 21_134, "max": 90_898}
-    assert d["sender_concentration"]["p2p_senders"] == 2_276
+        "p2p": 12_166, "card_authorize": 3_175, "card_capture": 2_152, "card_void": 218,
+        "refund": 61, "fee": 2_152, "merchant_payout": 4, "cash_in": 5_158, "cash_out": 183,
+        "crypto_buy": 790, "crypto_sell": 502, "crypto_deposit": 1_301, "crypto_withdraw": 88,
+        "crypto_withdraw_settle": 72, "tip": 866}
+    assert d["amount_minor"]["p2p"]["USD"] == {"rows": 10_508, "p10": 957, "p50": 3_090,
+                                               "p90": 11_510, "p99": 40_605, "max": AMOUNT_MAX}
+    assert d["sender_concentration"]["p2p_senders"] == 3_758
     assert d["sender_concentration"]["top_20_percent_share_of_rows"] == pytest.approx(
-        0.7516546478316705, abs=1e-12)
+        0.5752096005260562, abs=1e-12)
     assert d["sender_concentration"]["top_1_percent_share_of_rows"] == pytest.approx(
-        0.40946359774770325, abs=1e-12)
-    assert d["flags"]["linked"]["rows"] == 420
-    assert d["retries"]["rows"] == 0
+        0.1809962189709025, abs=1e-12)
+    assert d["flags"]["linked"]["rows"] == 2_800
+    assert d["retries"]["rows"] == 97
+    assert d["hourly"]["peak_over_mean"] == pytest.approx(2.76857974080931, abs=1e-12)
 
 
 def test_funding_epochs_are_left_out_of_the_time_curves(tmp_path):

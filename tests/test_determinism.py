@@ -13,7 +13,7 @@ from xpay.report import ledger_sums_from_balances
 from tests.adversarial import adversarial_workload
 
 RUN_FILES = ("accounts.parquet", "workload.parquet", "results.parquet", "balances.parquet")
-SMALL_RUN = ["run", "--users", "3000", "--epochs", "3", "--rows-per-epoch", "4000", "--in-process",
+SMALL_RUN = ["run", "--users", "3000", "--epochs", "3", "--in-process",
              "--quiet", "--no-progress"]
 
 

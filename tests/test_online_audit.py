@@ -15,7 +15,7 @@ from tests.adversarial import adversarial_workload
 
 
 def test_audit_series_is_written_per_boundary_and_ledger(tmp_path):
-    args = ["run", "--users", "2000", "--epochs", "3", "--rows-per-epoch", "3000", "--in-process",
+    args = ["run", "--users", "2000", "--epochs", "3", "--in-process",
             "--quiet", "--no-progress", "--out", str(tmp_path)]
     assert main(args) == 0
     audit = pq.read_table(tmp_path / "audit.parquet").to_pylist()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sim.constants import AMOUNT_MAX, CODE
-from tests.test_scenarios import generate, small, traffic
+from tests.scenario_helpers import generate, small, traffic
 from workloads.describe import describe
 
 PEAK_HOURS = [10, 11, 12, 17, 18, 19, 20]

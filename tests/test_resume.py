@@ -13,7 +13,7 @@ import pytest
 from xpay.cli import main
 from xpay.runner import DRIVER_CRASH_EXIT_STATUS
 
-SIZE = ["--users", "1500", "--epochs", "10", "--rows-per-epoch", "1500"]
+SIZE = ["--users", "1500", "--epochs", "10"]
 
 
 def xpay(*args):

@@ -7,6 +7,8 @@ module runs in seconds.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,41 +18,23 @@ from sim.constants import (
     AMOUNT_MAX, CODE, FLAG_LINKED, FLAG_PENDING, LEDGER_BTC, LEDGER_EUR, LEDGER_USD, STATUS,
 )
 from sim.errors import InputRefused
+from tests.scenario_helpers import generate, small, traffic
 from workloads.base import WorkloadSource, materialize
 from workloads.crypto import coin_units_for_fiat, fiat_for_coin_units, fiat_price_cents
 from workloads.model import ScenarioWorkload, stable_time_order
 from workloads.population import AffinePermutation, PopulationLayout
+from workloads.registry import build_workload
 from workloads.scenario import (
-    SCENARIO_DIR, Population, Scenario, load_scenario, parse_scenario, scenario_names,
+    SCENARIO_DIR, Population, Resize, Scenario, load_scenario, parse_scenario, resize,
+    scenario_names,
 )
 
 SHIPPED = ("quick", "mature", "x-scale-day", "black-friday", "viral-burst", "crypto-crash")
-SMALL_USERS = 20_000
-SMALL_RATE_PER_S = 2.0
-
-
-def small(name: str, **sections) -> Scenario:
-    """A shipped scenario shrunk to 20k users and 2 arrivals per model second."""
-    base = {"population": {"users": SMALL_USERS}, "rate": {"mean_per_s": SMALL_RATE_PER_S},
-            "time": {"funding_rows_per_epoch": 50_000}}
-    for key, values in sections.items():
-        base[key] = {**base.get(key, {}), **values}
-    return load_scenario(name).replace(**base)
-
-
-def generate(scenario: Scenario, seed: int):
-    workload = ScenarioWorkload(scenario, np.random.default_rng(seed))
-    accounts, transfers = materialize(workload)
-    return workload, accounts, transfers
 
 
 @pytest.fixture(scope="module")
 def quick_small():
     return generate(small("quick"), 7)
-
-
-def traffic(workload: ScenarioWorkload, transfers):
-    return transfers.epoch >= workload.funding_epoch_count
 
 
 # --- strict reading ------------------------------------------------------------------------
@@ -216,6 +200,53 @@ def test_default_mix_by_family(quick_small):
     assert 0.72 < p2p < 0.78
     assert 0.17 < merchant < 0.23
     assert 0.035 < crypto < 0.065
+
+
+# --- resizing ------------------------------------------------------------------------------
+def test_resized_quick_generates_every_business_code_and_keeps_the_mix(quick_small):
+    """quick at 3,000 users in 6 epochs: the full mix (every code 1..15, none of code 0), the
+    arrival shares by family within 0.02 of the unresized scenario's."""
+    workload = build_workload("quick", 3, Resize(users=3_000, epochs=6))
+    _, transfers = materialize(workload)
+    codes = set(np.unique(transfers.code[traffic(workload, transfers)]).tolist())
+    assert codes == set(range(1, 16))
+    assert not np.any(transfers.code == 0)
+    resized = np.array(mix_by_family(workload, transfers))
+    full = np.array(mix_by_family(*quick_small[::2]))
+    assert np.abs(resized - full).max() < 0.02, (resized, full)
+    assert workload.scenario.mix == load_scenario("quick").mix
+
+
+@pytest.mark.parametrize("name", ["quick", "viral-burst", "black-friday"])
+def test_resizing_keeps_arrivals_per_user_and_the_curve(name):
+    """Users scale the rate (each user pays as often); the expected arrivals per tick keep
+    their shape; a scale factor is the same as the user count it implies."""
+    rng = np.random.default_rng(1)
+    original = ScenarioWorkload(load_scenario(name), rng)
+    users = original.scenario.population.users
+    for size in (Resize(users=users // 40), Resize(scale=0.025)):
+        resized = build_workload(name, 1, size)
+        assert resized.scenario.population.users == users // 40
+        per_user = resized.base_expected.sum() / resized.scenario.population.users
+        assert per_user == pytest.approx(original.base_expected.sum() / users, rel=1e-12)
+        assert np.allclose(resized.base_expected / resized.base_expected.sum(),
+                           original.base_expected / original.base_expected.sum(), rtol=1e-12)
+        assert np.allclose(resized.burst_expected * 40, original.burst_expected, rtol=1e-9)
+
+
+def test_resizing_days_and_epochs():
+    base = load_scenario("viral-burst")
+    assert base.bursts and base.bursts[0].day == 0
+    longer = resize(base, Resize(days=3, epochs=36))
+    assert longer.time.days == 3 and longer.time.tick_s == 7_200.0
+    assert longer.bursts == base.bursts
+    assert ScenarioWorkload(longer, np.random.default_rng(1)).traffic_tick_count == 36
+    late = base.replace(time={"days": 2}, bursts=[dataclasses.replace(base.bursts[0], day=1)],
+                        crypto={"crash_day": 1})
+    shorter = resize(late, Resize(days=1))
+    assert shorter.bursts == () and shorter.crypto.crash_day == -1
+    assert resize(base, Resize(epoch_seconds=900.0)).time.tick_s == 900.0
+    assert resize(base, Resize()) == base
 
 
 def test_mature_mix_has_merchant_payments_at_50_to_60_percent():

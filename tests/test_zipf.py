@@ -1,4 +1,4 @@
-"""workloads.zipf.BinnedZipf (bounded Zipf ranks by table rejection): its tables and its law,
+"""workloads.zipf.Zipf (bounded Zipf ranks by table rejection): its tables and its law,
 checked with tests that a wrong sampler fails."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from workloads import zipf
-from workloads.zipf import BinnedZipf
+from workloads.zipf import Zipf
 
 DRAWS = 1_000_000
 Z_LIMIT = 4.0  # a correct sampler exceeds this z-score with probability ~1e-4 (chi-square)
@@ -45,7 +45,7 @@ def chi_square_z(ranks: np.ndarray, probabilities: np.ndarray, min_expected: flo
     (1_000, 10.0),
 ])
 def test_ranks_follow_the_bounded_zipf_law(rank_count, exponent):
-    ranks = BinnedZipf(rank_count, exponent).draw(np.random.default_rng(rank_count), DRAWS)
+    ranks = Zipf(rank_count, exponent).draw(np.random.default_rng(rank_count), DRAWS)
     assert ranks.dtype == np.int64
     assert 0 <= ranks.min() and ranks.max() < rank_count
     if rank_count > 1:
@@ -55,7 +55,7 @@ def test_ranks_follow_the_bounded_zipf_law(rank_count, exponent):
 def test_a_million_ranks_at_the_sender_exponent():
     """quick's senders: 1M ranks at 0.7. Every bin is wider than one rank past rank 254, so the
     in-bin acceptance shapes nearly all of the mass; counts are checked over the pooled law."""
-    ranks = BinnedZipf(1_000_000, 0.7).draw(np.random.default_rng(5), 4 * DRAWS)
+    ranks = Zipf(1_000_000, 0.7).draw(np.random.default_rng(5), 4 * DRAWS)
     assert abs(chi_square_z(ranks, pmf(1_000_000, 0.7), min_expected=200.0)) < Z_LIMIT
 
 
@@ -64,7 +64,7 @@ def test_coarse_bins_keep_the_law_through_the_acceptance_test(monkeypatch, expon
     """With bins up to half their first rank + 1 wide, the pmf falls by up to 1.5 ** exponent
     inside a bin, so the squeeze often fails and the power decides: the law must still hold."""
     monkeypatch.setattr(zipf, "BIN_RATIO_INVERSE", 2)
-    sampler = BinnedZipf(20_000, exponent)
+    sampler = Zipf(20_000, exponent)
     assert sampler.widths.max() > 3_000
     ranks = sampler.draw(np.random.default_rng(3), DRAWS)
     assert abs(chi_square_z(ranks, pmf(20_000, exponent))) < Z_LIMIT
@@ -74,7 +74,7 @@ def test_a_sampler_without_the_acceptance_test_fails_the_same_check(monkeypatch)
     """The majorant alone (every proposal accepted) is a staircase, not the Zipf law: with the
     coarse bins above, the same check sees it at once."""
     monkeypatch.setattr(zipf, "BIN_RATIO_INVERSE", 2)
-    sampler = BinnedZipf(20_000, 1.2)
+    sampler = Zipf(20_000, 1.2)
     for side in (zipf.SLOT_LOW, zipf.SLOT_ALIAS):
         sampler.slots[:, side + 2] = 1.0  # squeeze 1: every proposal accepted
     ranks = sampler.draw(np.random.default_rng(3), DRAWS)
@@ -104,7 +104,7 @@ def test_alias_table_gives_each_bin_its_mass(seed):
 
 @pytest.mark.parametrize("exponent", [0.0, 0.7, 1.2, 10.0])
 def test_squeeze_never_exceeds_the_acceptance_probability(exponent):
-    sampler = BinnedZipf(3_000, exponent)
+    sampler = Zipf(3_000, exponent)
     lows, widths = sampler.lows, sampler.widths
     squeeze = np.exp(-exponent * np.log((lows + widths) / (lows + 1.0)))
     for low, width, s in zip(lows, widths, squeeze):
@@ -113,7 +113,7 @@ def test_squeeze_never_exceeds_the_acceptance_probability(exponent):
         assert s <= accept.min() * (1 + 1e-12)
 
 
-def implied_pmf(sampler: BinnedZipf) -> np.ndarray:
+def implied_pmf(sampler: Zipf) -> np.ndarray:
     """The law the tables give, computed exactly from `slots`: each alias slot picked with
     1/slots, its own bin with probability PROB else its alias's bin, a rank uniform in that
     bin, kept with probability ((rank + 1) / (first + 1)) ** -exponent; normalised."""
@@ -135,14 +135,14 @@ def implied_pmf(sampler: BinnedZipf) -> np.ndarray:
 def test_the_tables_imply_the_zipf_law_exactly(rank_count, exponent):
     """A deterministic check of every table entry: a wrong alias probability, width or squeeze
     shows here even where a chi-square of a million draws would not see it."""
-    sampler = BinnedZipf(rank_count, exponent)
+    sampler = Zipf(rank_count, exponent)
     expected = pmf(rank_count, exponent)
     np.testing.assert_allclose(implied_pmf(sampler), expected, rtol=1e-11, atol=1e-300)
 
 
 @pytest.mark.parametrize("column", ["prob", "width", "squeeze"])
 def test_the_exact_check_sees_one_wrong_table_entry(column):
-    sampler = BinnedZipf(5_000, 1.1)
+    sampler = Zipf(5_000, 1.1)
     slots = sampler.slots
     if column == "prob":  # an alias probability 2% low
         slots[7, zipf.SLOT_PROB] *= 0.98
@@ -157,11 +157,11 @@ def test_the_exact_check_sees_one_wrong_table_entry(column):
 
 
 def test_slot_rows_start_on_cache_lines():
-    assert BinnedZipf(1_000_000, 0.7).slots.ctypes.data % 64 == 0
+    assert Zipf(1_000_000, 0.7).slots.ctypes.data % 64 == 0
 
 
 def test_slots_hold_both_bins_of_each_alias_slot():
-    sampler = BinnedZipf(10_000, 1.1)
+    sampler = Zipf(10_000, 1.1)
     slots = sampler.slots
     own = np.arange(len(sampler.lows))
     np.testing.assert_array_equal(slots[:, zipf.SLOT_LOW], sampler.lows[own])
@@ -173,7 +173,7 @@ def test_slots_hold_both_bins_of_each_alias_slot():
 
 
 def test_same_seed_same_ranks_other_seed_other_ranks():
-    sampler = BinnedZipf(100_000, 0.7)
+    sampler = Zipf(100_000, 0.7)
     a = sampler.draw(np.random.default_rng(1), 10_000)
     b = sampler.draw(np.random.default_rng(1), 10_000)
     c = sampler.draw(np.random.default_rng(2), 10_000)
@@ -183,16 +183,16 @@ def test_same_seed_same_ranks_other_seed_other_ranks():
 
 def test_a_draw_takes_exactly_one_value_from_the_generator():
     rng, twin = np.random.default_rng(9), np.random.default_rng(9)
-    BinnedZipf(1_000, 1.0).draw(rng, 12_345)
+    Zipf(1_000, 1.0).draw(rng, 12_345)
     twin.integers(0, 2**64, dtype=np.uint64)
     assert rng.random() == twin.random()
 
 
 def test_empty_draw_and_refusals():
-    assert BinnedZipf(10, 1.0).draw(np.random.default_rng(0), 0).shape == (0,)
+    assert Zipf(10, 1.0).draw(np.random.default_rng(0), 0).shape == (0,)
     with pytest.raises(ValueError, match="rank_count"):
-        BinnedZipf(0, 1.0)
+        Zipf(0, 1.0)
     with pytest.raises(ValueError, match="exponent"):
-        BinnedZipf(10, -0.1)
+        Zipf(10, -0.1)
     with pytest.raises(ValueError, match="exponent"):
-        BinnedZipf(10, 10.5)
+        Zipf(10, 10.5)

@@ -2,11 +2,9 @@
 
 A workload source hands over its accounts once and then its transfers one epoch at a time
 (`WorkloadSource`); `materialize` joins the epochs into one column set for writing a workload
-file. The helpers below it are the building blocks of the built-in workloads:
+file. The helpers below it are the building blocks of the built-in workloads (ids are in
+`workloads.ids`, Zipf ranks in `workloads.zipf`):
 
-- `sparse_ids`: a fixed bijection from row or account indices to ids in [1, 2**63), so no
-  module downstream can come to rely on ids being 1..N;
-- `ZipfRanks`: bounded Zipf ranks, drawn in O(1) per draw by rejection-inversion;
 - `lognormal_minor`: lognormal amounts in minor units, with the float-to-integer rule stated
   (its normals from `workloads.normals`);
 - `funding_minor`: initial balances that cover each account's expected activity;
@@ -33,6 +31,9 @@ from workloads.normals import NormalStream
 DRAW_CHUNK_ROWS = 1 << 16
 
 
+PPM = 1_000_000  # parts per million: shares of money are integer ppm, applied as x * ppm // PPM
+
+
 @runtime_checkable
 class WorkloadSource(Protocol):
     """Accounts once, then each epoch's transfers in order.
@@ -41,9 +42,24 @@ class WorkloadSource(Protocol):
     epoch numbers strictly increase from one yield to the next, and `sim_time_us` never
     decreases, within an epoch or across epochs. Rows of one linked chain are adjacent.
     Calling `epochs()` again starts the same sequence again.
+
+    - `account_count`: len(accounts()), known before the accounts are built;
+    - `funding_epoch_count`: how many of the first epochs only fund accounts;
+    - `epoch_total`: how many epochs `epochs()` yields (None: it never stops);
+    - `model_seconds_per_sim_second`: the clock (describe's hourly curve reads it);
+    - `expected_row_count()`: an estimate of the rows over all epochs, for sizing memory;
+    - `configuration()`: what configured the source, as JSON-safe data.
     """
 
     name: str
+    account_count: int
+    funding_epoch_count: int
+    epoch_total: int | None
+    model_seconds_per_sim_second: float
+
+    def expected_row_count(self) -> float: ...
+
+    def configuration(self) -> dict: ...
 
     def accounts(self) -> Accounts: ...
 
@@ -86,129 +102,6 @@ def materialize(source: WorkloadSource) -> tuple[Accounts, Transfers]:
         sim_time_us_last = int(part.sim_time_us[-1])
         parts.append(part)
     return accounts, Transfers.concat(parts)
-
-
-# --- sparse ids ----------------------------------------------------------------------------
-ID_BITS = 63
-ID_MASK = np.uint64((1 << ID_BITS) - 1)
-ID_DOMAIN_SHIFT = 56  # indices below 2**56 per domain; the domain tag sits above them
-ID_INDEX_MAX = (1 << ID_DOMAIN_SHIFT) - 2
-ID_DOMAIN_ACCOUNT = 1
-ID_DOMAIN_TRANSFER = 2
-_MIX_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)  # odd: invertible modulo 2**63
-_MIX_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)  # odd
-
-
-def _mix63(values: np.ndarray) -> np.ndarray:
-    """A bijection of [0, 2**63) onto itself (splitmix64's finaliser, cut to 63 bits).
-
-    Each step is invertible on 63-bit values: x ^ (x >> k), and multiplication by an odd
-    constant modulo 2**63. It maps 0 to 0, so non-zero inputs give non-zero outputs.
-    """
-    x = values & ID_MASK
-    x ^= x >> np.uint64(31)
-    x *= _MIX_MULTIPLIER_1
-    x &= ID_MASK
-    x ^= x >> np.uint64(29)
-    x *= _MIX_MULTIPLIER_2
-    x &= ID_MASK
-    x ^= x >> np.uint64(32)
-    return x
-
-
-def sparse_ids(index: np.ndarray, domain: int) -> np.ndarray:
-    """Ids for indices 0, 1, 2, ... of one domain: unique, in [1, 2**63), scattered.
-
-    Index i of domain d maps to mix63(d * 2**56 + i + 1); distinct (domain, index) pairs give
-    distinct ids because mix63 is a bijection, and no id is 0 because no input is 0.
-    """
-    index = np.asarray(index)
-    assert 1 <= domain < (1 << (ID_BITS - ID_DOMAIN_SHIFT)), f"domain(={domain}) out of range"
-    if len(index):
-        assert int(index.min()) >= 0, "indices must be >= 0"
-        assert int(index.max()) <= ID_INDEX_MAX, f"indices must be <= {ID_INDEX_MAX}"
-    tagged = index.astype(np.uint64) + np.uint64((domain << ID_DOMAIN_SHIFT) + 1)
-    return _mix63(tagged)
-
-
-# --- Zipf ranks --------------------------------------------------------------------------
-def _log1p_over_x(x: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exact = np.log1p(x) / x
-    series = 1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x))
-    return np.where(np.abs(x) > 1e-8, exact, series)
-
-
-def _expm1_over_x(x: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        exact = np.expm1(x) / x
-    series = 1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x))
-    return np.where(np.abs(x) > 1e-8, exact, series)
-
-
-class ZipfRanks:
-    """Bounded Zipf ranks 0..n-1 with P(rank r) proportional to (r + 1) ** -exponent.
-
-    Rank 0 is the hottest. Drawn by rejection-inversion (Hörmann and Derflinger 1996, as in
-    Apache Commons RNG's RejectionInversionZipfSampler): O(1) work and memory per draw, exact
-    for any n, and about 999 draws in 1000 accepted at the first try. exponent 0 is uniform.
-    """
-
-    def __init__(self, rank_count: int, exponent: float):
-        if rank_count < 1:
-            raise ValueError(f"rank_count(={rank_count}) must be >= 1.")
-        if not 0.0 <= exponent <= 10.0:
-            raise ValueError(f"zipf exponent(={exponent}) must be in [0, 10].")
-        self.rank_count = int(rank_count)
-        self.exponent = float(exponent)
-        self._h_integral_x1 = float(self._h_integral(np.array([1.5]))[0]) - 1.0
-        self._h_integral_n = float(self._h_integral(np.array([rank_count + 0.5]))[0])
-        inner = self._h_integral(np.array([2.5])) - self._h(np.array([2.0]))
-        self._squeeze = 2.0 - float(self._h_integral_inverse(inner)[0])
-
-    def _h(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(-self.exponent * np.log(x))
-
-    def _h_integral(self, x: np.ndarray) -> np.ndarray:
-        log_x = np.log(x)
-        return _expm1_over_x((1.0 - self.exponent) * log_x) * log_x
-
-    def _h_integral_inverse(self, x: np.ndarray) -> np.ndarray:
-        t = np.maximum(x * (1.0 - self.exponent), -1.0)
-        return np.exp(_log1p_over_x(t) * x)
-
-    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """`size` ranks (int64, in [0, rank_count))."""
-        out = np.empty(size, np.int64)
-        if self.exponent == 0.0:
-            out[:] = rng.integers(0, self.rank_count, size)
-            return out
-        for start in range(0, size, DRAW_CHUNK_ROWS):
-            stop = min(start + DRAW_CHUNK_ROWS, size)
-            out[start:stop] = self._draw_chunk(rng, stop - start)
-        return out
-
-    def _draw_chunk(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        ranks = np.empty(size, np.int64)
-        todo = np.arange(size)
-        while len(todo):
-            u = self._h_integral_n + rng.random(len(todo)) * (
-                self._h_integral_x1 - self._h_integral_n
-            )
-            x = self._h_integral_inverse(u)
-            k = np.clip(np.floor(x + 0.5), 1.0, float(self.rank_count))
-            accept = k - x <= self._squeeze
-            check = ~accept
-            k_check = k[check]
-            accept[check] = u[check] >= self._h_integral(k_check + 0.5) - self._h(k_check)
-            ranks[todo[accept]] = k[accept].astype(np.int64) - 1
-            todo = todo[~accept]
-        return ranks
-
-    def probabilities(self) -> np.ndarray:
-        """P(rank r) for every rank (float64, n values): for sizing, never for drawing."""
-        weights = np.arange(1, self.rank_count + 1, dtype=np.float64) ** -self.exponent
-        return weights / weights.sum()
 
 
 # --- amounts -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.constants import LEDGER_BTC, LEDGER_ETH, LEDGER_EUR, LEDGER_USDC
+from workloads.base import PPM
 from workloads.scenario import SECONDS_PER_DAY, Crypto
 
 COIN_NAMES = ("BTC", "ETH", "USDC")
@@ -30,7 +31,6 @@ COIN_LEDGER = np.array([LEDGER_BTC, LEDGER_ETH, LEDGER_USDC], np.uint32)
 UNITS_PER_COIN = np.array([10**8, 10**9, 10**6], np.int64)
 CRYPTO_FIAT_MAX_MINOR = 10**9
 ETH_SLOT_S = 12.0
-PPM = 1_000_000
 CENTS_PER_DOLLAR = 100
 
 

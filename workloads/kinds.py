@@ -34,18 +34,17 @@ from sim.constants import (
     LEDGER_EUR, MICROSECONDS_PER_SECOND,
 )
 from workloads.arrivals import draw_times_us
-from workloads.base import ID_DOMAIN_TRANSFER, bernoulli_rows, lognormal_minor
+from workloads.base import PPM, bernoulli_rows, lognormal_minor
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, confirmation_delay_s,
     fiat_for_coin_units, fiat_price_cents,
 )
 from workloads.due import DueRows, make_block
+from workloads.ids import ID_DOMAIN_TRANSFER, range_ids
 from workloads.population import PopulationLayout
 from workloads.scenario import Amounts, Scenario
-from workloads.tick_kernels import range_ids
-from workloads.zipf import BinnedZipf
+from workloads.zipf import Zipf
 
-PPM = 1_000_000
 PARTIAL_PPM_MIN = 100_000
 
 
@@ -85,12 +84,12 @@ class KindDrawer:
                  prices_cents: np.ndarray):
         self.s, self.layout, self.rng, self.prices_cents = scenario, layout, rng, prices_cents
         population = scenario.population
-        self.sender_ranks = BinnedZipf(layout.user_count, population.sender_zipf)
-        self.merchant_ranks = tuple(BinnedZipf(max(c, 1), population.merchant_zipf)
+        self.sender_ranks = Zipf(layout.user_count, population.sender_zipf)
+        self.merchant_ranks = tuple(Zipf(max(c, 1), population.merchant_zipf)
                                     for c in layout.merchant_split)
-        self.creator_ranks = tuple(BinnedZipf(max(c, 1), population.creator_zipf)
+        self.creator_ranks = tuple(Zipf(max(c, 1), population.creator_zipf)
                                    for c in layout.creator_split)
-        self.holder_ranks = BinnedZipf(max(layout.holder_count, 1), population.sender_zipf)
+        self.holder_ranks = Zipf(max(layout.holder_count, 1), population.sender_zipf)
         self.us_per_model_s = MICROSECONDS_PER_SECOND / scenario.time.compression
         compression = scenario.time.compression
         self.auth_timeout_s = max(1, math.ceil(scenario.merchant.authorization_timeout_s

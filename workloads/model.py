@@ -27,6 +27,8 @@ written in sim seconds, rounded up.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections import deque
 from typing import Iterator
@@ -38,25 +40,25 @@ from sim.columns import TRANSFER_DTYPES, Accounts, Transfers
 from sim.constants import AMOUNT_MAX, CODE, FLAG_LINKED, LEDGER_EUR, LEDGER_USD, MICROSECONDS_PER_SECOND
 from workloads.arrivals import RateCurve
 from workloads.base import (
-    ID_DOMAIN_ACCOUNT, bernoulli_rows, ceil_minor, funding_minor, lognormal_mean_minor,
-    pump_epochs,
+    PPM, bernoulli_rows, ceil_minor, funding_minor, lognormal_mean_minor, pump_epochs,
 )
 from workloads.crypto import (
     COIN_LEDGER, CRYPTO_FIAT_MAX_MINOR, coin_units_for_fiat, price_path_cents,
 )
 from workloads.due import ROW_COLUMNS, block_len, concat_blocks, make_block
 from workloads.kinds import KindDrawer, amounts_mean_minor, interleave
-from workloads.population import PopulationLayout, zipf_probability
+from workloads.ids import ID_DOMAIN_ACCOUNT, sparse_ids
+from workloads.population import PopulationLayout
 from workloads.scenario import SECONDS_PER_DAY, Scenario
+from workloads.zipf import zipf_probability
 from workloads.tick_kernels import (
-    add_captured, as_kernel_array, gather_rows, packed_time_keys, sparse_ids, time_span,
-    unpack_time_keys,
+    add_captured, as_kernel_array, gather_rows, packed_time_keys, time_span, unpack_time_keys,
 )
 
 MIX_KINDS = ("p2p", "tip", "merchant", "cash_in", "cash_out", "crypto")
 CRYPTO_KINDS = ("buy", "sell", "withdraw", "deposit")
 FUNDING_BASE_SIGMA = 0.5
-PPM = 1_000_000
+FOLLOW_UPS_PER_ARRIVAL = 1.0  # captures, fees, settlements, payouts: at most one per arrival
 BAD_KINDS = 3  # unknown debit account, over the balance, wrong currency
 
 
@@ -77,8 +79,21 @@ class ScenarioWorkload:
         rows_per_epoch = scenario.time.funding_rows_per_epoch
         self.funding_epoch_count = -(-self.funding_row_count // rows_per_epoch)
         self.epoch_total = self.funding_epoch_count + self.traffic_tick_count
+        self.account_count = layout.account_count
+        self.model_seconds_per_sim_second = float(scenario.time.compression)
         self.tick_count = 0
         self.simpy_event_count = 0
+
+    def expected_row_count(self) -> float:
+        """Funding rows plus arrivals (bursts too), each arrival counted with one follow-up
+        (a capture, fee, settle or payout leg): an upper estimate for sizing memory."""
+        arrivals = float(self.base_expected.sum()) + float(self.burst_expected.sum())
+        return self.funding_row_count + arrivals * (1.0 + FOLLOW_UPS_PER_ARRIVAL)
+
+    def configuration(self) -> dict:
+        """The scenario as JSON-safe data (for summary.json and benchmark reports)."""
+        scenario = json.loads(json.dumps(dataclasses.asdict(self.scenario), default=str))
+        return {"source": self.name, "scenario": scenario}
 
     def accounts(self) -> Accounts:
         return self.layout.accounts()

@@ -24,12 +24,11 @@ import math
 import numba
 import numpy as np
 
+from sim.hashtable import SPLITMIX64_GAMMA, SPLITMIX64_MULTIPLIER_1, SPLITMIX64_MULTIPLIER_2
+
 LAYERS = 128
 R = 3.442619855899
 V = 9.91256303526217e-3
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_S1 = np.uint64(0xBF58476D1CE4E5B9)
-_S2 = np.uint64(0x94D049BB133111EB)
 _TWO_POW_M53 = 1.0 / 9007199254740992.0
 
 
@@ -50,15 +49,17 @@ _X, _RATIO = ziggurat_tables()
 
 
 @numba.njit(inline="always", cache=True)
-def _bits(key, value, draw):
-    x = key + ((np.uint64(value) << np.uint64(16)) | np.uint64(draw & 0xFFFF)) * _GAMMA
-    x = (x ^ (x >> np.uint64(30))) * _S1
-    x = (x ^ (x >> np.uint64(27))) * _S2
+def stream_bits(key, value, draw):
+    """Draw `draw` (< 2**16) of value `value` of the stream keyed `key`: splitmix64's output
+    function of key + (value * 2**16 + draw) * gamma (module doc)."""
+    x = key + ((np.uint64(value) << np.uint64(16)) | np.uint64(draw & 0xFFFF)) * SPLITMIX64_GAMMA
+    x = (x ^ (x >> np.uint64(30))) * SPLITMIX64_MULTIPLIER_1
+    x = (x ^ (x >> np.uint64(27))) * SPLITMIX64_MULTIPLIER_2
     return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(inline="always", cache=True)
-def _unit(bits):
+def unit_interval(bits):
     """[0, 1) from the top 53 bits."""
     return np.float64(bits >> np.uint64(11)) * _TWO_POW_M53
 
@@ -77,23 +78,23 @@ def _slow(x, ratio, key, value):
     no wedge, and it always returns, so try a + 1 never comes."""
     attempt = 0
     while True:
-        bits = _bits(key, value, 4 * attempt)
+        bits = stream_bits(key, value, 4 * attempt)
         layer = np.int64(bits & np.uint64(LAYERS - 1))
-        u = 2.0 * _unit(bits) - 1.0
+        u = 2.0 * unit_interval(bits) - 1.0
         if abs(u) < ratio[layer]:
             return u * x[layer]
         if layer == 0:  # beyond R
             tail_try = 0
             while True:
-                a = math.log(_unit_open(_bits(key, value, 4 * attempt + 1 + tail_try))) / R
-                b = math.log(_unit_open(_bits(key, value, 4 * attempt + 2 + tail_try)))
+                a = math.log(_unit_open(stream_bits(key, value, 4 * attempt + 1 + tail_try))) / R
+                b = math.log(_unit_open(stream_bits(key, value, 4 * attempt + 2 + tail_try)))
                 if -2.0 * b >= a * a:
                     return a - R if u < 0.0 else R - a
                 tail_try += 2
         z = u * x[layer]
         f0 = math.exp(-0.5 * (x[layer] * x[layer] - z * z))
         f1 = math.exp(-0.5 * (x[layer + 1] * x[layer + 1] - z * z))
-        if f1 + _unit(_bits(key, value, 4 * attempt + 3)) * (f0 - f1) < 1.0:
+        if f1 + unit_interval(stream_bits(key, value, 4 * attempt + 3)) * (f0 - f1) < 1.0:
             return z
         attempt += 1
 
@@ -106,9 +107,9 @@ def _fill(x, ratio, key, first, out):
     unsettled = np.empty(count, np.int64)
     found = 0
     for j in range(count):
-        bits = _bits(key, first + j, 0)
+        bits = stream_bits(key, first + j, 0)
         layer = np.int64(bits & np.uint64(LAYERS - 1))
-        u = 2.0 * _unit(bits) - 1.0
+        u = 2.0 * unit_interval(bits) - 1.0
         out[j] = u * x[layer]
         unsettled[found] = j
         found += not (abs(u) < ratio[layer])

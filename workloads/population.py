@@ -22,7 +22,6 @@ Implicit structure:
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -32,10 +31,9 @@ from sim.constants import (
     LEDGER_USDC,
 )
 from sim.columns import Accounts
-from workloads.base import ID_DOMAIN_ACCOUNT
+from workloads.ids import ID_DOMAIN_ACCOUNT, mix63_salted, sparse_ids
 from workloads.tick_kernels import (
-    affine_forward, as_kernel_array, friends, group_index, mix63_salted, sparse_ids, user_ledgers,
-    user_ledgers_from_table,
+    affine_forward, as_kernel_array, friends, group_index, user_ledgers, user_ledgers_from_table,
 )
 from workloads.scenario import Population
 
@@ -213,24 +211,3 @@ def _group_index(rank: np.ndarray, ledger: np.ndarray, split: tuple[int, int]) -
     assert np.shape(rank) == np.shape(ledger), "a rank per ledger"
     return group_index(as_kernel_array(rank, np.int64), as_kernel_array(ledger, np.uint32),
                        LEDGER_EUR, split[0], split[1])
-
-
-def zipf_probability(rank: np.ndarray, rank_count: int, exponent: float) -> np.ndarray:
-    """P(rank) of the bounded Zipf law of `ZipfRanks` (for sizing funding, never drawing)."""
-    return (rank.astype(np.float64) + 1.0) ** -exponent / _zipf_normaliser(int(rank_count),
-                                                                          float(exponent))
-
-
-@functools.lru_cache(maxsize=64)
-def _zipf_normaliser(rank_count: int, exponent: float) -> float:
-    """Sum of (r + 1) ** -exponent over the ranks: exact head, integral tail (memoised)."""
-    exact_count = min(rank_count, 1 << 20)
-    head = float(np.sum(np.arange(1, exact_count + 1, dtype=np.float64) ** -exponent))
-    tail = 0.0
-    if rank_count > exact_count:
-        low, high = exact_count + 0.5, rank_count + 0.5
-        if abs(exponent - 1.0) < 1e-12:
-            tail = math.log(high / low)
-        else:
-            tail = (high ** (1 - exponent) - low ** (1 - exponent)) / (1 - exponent)
-    return head + tail

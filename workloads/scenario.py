@@ -331,3 +331,89 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as error:
         raise InputRefused(f"scenario {label}: not valid TOML: {error}") from None
     return parse_scenario(data, label)
+
+
+# --- resizing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resize:
+    """Size overrides that apply to any scenario, keeping its mix and its curves (None: keep).
+
+    - `users`: the user count; the arrival rate scales with it (rate.scale times users over
+      the scenario's users), so each user pays as often as before;
+    - `scale`: the same by a factor: users = round(scale * the scenario's users), rate x scale
+      (give `users` or `scale`, not both);
+    - `days`: modelled days; bursts, holidays and a crypto crash past the last day are dropped;
+    - `epochs`: traffic epochs over the days: time.tick_s = days * 86400 / epochs;
+    - `epoch_seconds`: model seconds per traffic epoch (time.tick_s); give `epochs` or
+      `epoch_seconds`, not both.
+    """
+
+    users: int | None = None
+    scale: float | None = None
+    days: int | None = None
+    epochs: int | None = None
+    epoch_seconds: float | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+def resize(scenario: Scenario, size: Resize) -> Scenario:
+    """`scenario` at the sizes of `size` (class doc); refuses nonsense with InputRefused naming
+    the override and the rule."""
+    label = scenario.name
+    users, rate_factor = _resized_users(label, scenario.population.users, size)
+    days = scenario.time.days if size.days is None else size.days
+    _check_override(label, "days", days, 1, 3_650)
+    changes: dict = {"population": {"users": users},
+                     "rate": {"scale": scenario.rate.scale * rate_factor},
+                     "time": {"days": days, "tick_s": _resized_tick_s(label, scenario, days, size),
+                              "holidays": tuple(d for d in scenario.time.holidays if d < days)},
+                     "bursts": tuple(b for b in scenario.bursts if b.day < days)}
+    if scenario.crypto.crash_day >= days:
+        changes["crypto"] = {"crash_day": -1}
+    _check_override(label, "rate.scale after resizing", changes["rate"]["scale"], 1e-12, 1e9)
+    try:
+        return scenario.replace(**changes)
+    except InputRefused as error:
+        raise InputRefused(f"{error} (after resizing to {_resize_text(size)})") from None
+
+
+def _resized_users(label: str, users: int, size: Resize) -> tuple[int, float]:
+    """(user count, rate factor) of a resize."""
+    if size.users is not None and size.scale is not None:
+        _refuse(label, f"size overrides users(={size.users}) and scale(={size.scale}): give one")
+    if size.scale is not None:
+        _check_override(label, "scale", size.scale, 1e-9, 1e6)
+        resized = round(users * size.scale)
+        if resized < 2:
+            _refuse(label, f"size override scale(={size.scale}) leaves {resized} users; need >= 2")
+        return resized, size.scale
+    if size.users is not None:
+        _check_override(label, "users", size.users, 2, 2**31)
+        return size.users, size.users / users
+    return users, 1.0
+
+
+def _resized_tick_s(label: str, scenario: Scenario, days: int, size: Resize) -> float:
+    if size.epochs is not None and size.epoch_seconds is not None:
+        _refuse(label, f"size overrides epochs(={size.epochs}) and epoch_seconds"
+                       f"(={size.epoch_seconds}): give one (epochs = days * 86400 / epoch_seconds)")
+    if size.epochs is not None:
+        _check_override(label, "epochs", size.epochs, days, days * SECONDS_PER_DAY,
+                        rule=f"in [days(={days}), days * 86400] (an epoch is at most a day)")
+        return days * SECONDS_PER_DAY / size.epochs
+    if size.epoch_seconds is not None:
+        _check_override(label, "epoch_seconds", size.epoch_seconds, 1.0, SECONDS_PER_DAY)
+        return float(size.epoch_seconds)
+    return scenario.time.tick_s
+
+
+def _check_override(label: str, name: str, value, low, high, rule: str | None = None) -> None:
+    if isinstance(value, float) and not math.isfinite(value) or not low <= value <= high:
+        _refuse(label, f"size override {name}(={value}) must be {rule or f'in [{low}, {high}]'}")
+
+
+def _resize_text(size: Resize) -> str:
+    return ", ".join(f"{f.name}={getattr(size, f.name)}" for f in dataclasses.fields(size)
+                     if getattr(size, f.name) is not None)

@@ -7,8 +7,6 @@ float steps that are exact), so a seed yields the same rows:
   each column's random reads stay within one source array);
 - `time_span`, `packed_time_keys`, `unpack_time_keys`: the passes of
   `workloads.model.stable_time_order`;
-- `sparse_ids`, `range_ids`, `mix63_salted`: `workloads.base.sparse_ids` / `_mix63` in one pass
-  instead of one numpy pass per step;
 - `user_ledgers`, `user_ledgers_from_table`, `friends`: the population's implicit maps.
 """
 
@@ -16,6 +14,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
+from workloads.ids import mix63
 
 
 def as_kernel_array(values, dtype) -> np.ndarray:
@@ -56,77 +56,6 @@ def gather_rows(order, id_, debit, credit, amount, ledger, code, flags, pending_
     _gather(order, timeout_s, out_timeout_s)
 
 
-# --- ids and hashes (bit-identical to `workloads.base._mix63` / `sparse_ids`) ----------------
-_MASK63 = np.uint64((1 << 63) - 1)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_ID_DOMAIN_SHIFT = 56
-_ID_INDEX_MAX = (1 << _ID_DOMAIN_SHIFT) - 2
-
-
-@numba.njit(inline="always", cache=True)
-def _mix63(x):
-    x = x & _MASK63
-    x ^= x >> np.uint64(31)
-    x = (x * _M1) & _MASK63
-    x ^= x >> np.uint64(29)
-    x = (x * _M2) & _MASK63
-    x ^= x >> np.uint64(32)
-    return x
-
-
-@numba.njit("uint64[::1](int64[::1], uint64)", cache=True, nogil=True)
-def _sparse_ids(index, tag):
-    out = np.empty(index.shape[0], np.uint64)
-    for i in range(index.shape[0]):
-        if index[i] < 0 or index[i] > _ID_INDEX_MAX:
-            raise ValueError("sparse_ids: indices must be in [0, 2**56 - 2]")
-        out[i] = _mix63(np.uint64(index[i]) + tag)
-    return out
-
-
-@numba.njit("uint64[::1](int64, int64, uint64)", cache=True, nogil=True)
-def _range_ids(start, count, tag):
-    out = np.empty(count, np.uint64)
-    for i in range(count):
-        out[i] = _mix63(np.uint64(start + i) + tag)
-    return out
-
-
-def _tag(domain: int) -> np.uint64:
-    assert 1 <= domain < (1 << (63 - _ID_DOMAIN_SHIFT)), f"domain(={domain}) out of range"
-    return np.uint64((domain << _ID_DOMAIN_SHIFT) + 1)
-
-
-def sparse_ids(index, domain: int) -> np.ndarray:
-    """`workloads.base.sparse_ids` (same values), in one pass."""
-    index = np.asarray(index)  # uint64 indices >= 2**63 turn negative in the cast: refused too
-    ids = _sparse_ids(as_kernel_array(index.ravel(), np.int64), _tag(domain))  # checks range
-    return ids.reshape(index.shape)
-
-
-def range_ids(start: int, count: int, domain: int) -> np.ndarray:
-    """sparse_ids(arange(start, start + count), domain), without the arange."""
-    assert start >= 0 and start + count - 1 <= _ID_INDEX_MAX
-    return _range_ids(start, count, _tag(domain))
-
-
-@numba.njit("uint64[::1](uint64[::1], uint64)", cache=True, nogil=True)
-def _mix_salted(values, salt):
-    out = np.empty(values.shape[0], np.uint64)
-    for i in range(values.shape[0]):
-        out[i] = _mix63(values[i] + salt)
-    return out
-
-
-def mix63_salted(values: np.ndarray, salt: np.uint64) -> np.ndarray:
-    """`_mix63(values.astype(uint64) + salt)` of `workloads.base` (wrapping add), in one pass."""
-    values = np.asarray(values)
-    mixed = _mix_salted(as_kernel_array(values.ravel().astype(np.uint64, copy=False), np.uint64),
-                        np.uint64(salt))
-    return mixed.reshape(values.shape)
-
-
 # --- the population's implicit maps (bit-identical to the numpy forms they replace) ---------
 @numba.njit("uint32[::1](int64[::1], int64, int64, uint64, float64, uint32, uint32)",
             cache=True, nogil=True)
@@ -135,7 +64,7 @@ def user_ledgers(user, community_size, block_count, salt, eur_share, eur_ledger,
     out = np.empty(user.shape[0], np.uint32)
     for i in range(user.shape[0]):
         block = min(user[i] // community_size, block_count - 1)
-        mixed = _mix63(np.uint64(block) + salt)
+        mixed = mix63(np.uint64(block) + salt)
         fraction = np.float64(mixed >> np.uint64(11)) / 4503599627370496.0  # 2**52
         out[i] = eur_ledger if fraction < eur_share else usd_ledger
     return out
@@ -162,7 +91,7 @@ def friends(user, k, community_size, block_count, user_count, friends_per_user, 
         start = block * community_size
         length = user_count - start if block == block_count - 1 else community_size
         key = u * friends_per_user + k[i]
-        position = _mix63(np.uint64(key) + salt) % np.uint64(length)
+        position = mix63(np.uint64(key) + salt) % np.uint64(length)
         friend = start + np.int64(position)
         if friend == u:
             friend = start + (u - start + 1) % length

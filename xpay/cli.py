@@ -19,8 +19,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUNT_MIN
 from sim.errors import InputRefused, XpayError
 from xpay.malloc_policy import keep_freed_memory
@@ -187,11 +185,27 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="quick",
                    help="scenario name: quick, or NAME of workloads/scenarios/NAME.toml (default quick)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    sizes = ("scenario quick only: with any of --users/--epochs/--rows-per-epoch, quick uses the"
-             " built-in quickstart generator at these sizes (scenario files are not resized)")
-    p.add_argument("--users", type=_positive, default=None, help=f"user count; {sizes}")
-    p.add_argument("--epochs", type=_positive, default=None, help="traffic epoch count (quick only)")
-    p.add_argument("--rows-per-epoch", type=_positive, default=None, help="rows per epoch (quick only)")
+    size = p.add_argument_group("resizing (any scenario; its mix and curves are kept)")
+    size.add_argument("--users", type=int, default=None, metavar="N",
+                      help="user count (>= 2); the arrival rate scales with it, so each user pays"
+                           " as often as in the scenario")
+    size.add_argument("--scale", type=float, default=None, metavar="F",
+                      help="users and arrival rate times F (instead of --users)")
+    size.add_argument("--days", type=int, default=None, metavar="D",
+                      help="modelled days (1..3650); bursts, holidays and a crash past the last"
+                           " day are dropped")
+    size.add_argument("--epochs", type=int, default=None, metavar="E",
+                      help="traffic epochs over the days (each days*86400/E model seconds;"
+                           " E >= days)")
+    size.add_argument("--epoch-seconds", type=float, default=None, metavar="S",
+                      help="model seconds per traffic epoch, 1..86400 (instead of --epochs)")
+
+
+def _resize(args):
+    from workloads.scenario import Resize
+
+    return Resize(users=args.users, scale=args.scale, days=args.days, epochs=args.epochs,
+                  epoch_seconds=args.epoch_seconds)
 
 
 def _options(args):
@@ -235,10 +249,8 @@ def _workload(args):
     from workloads.base import materialize
     from workloads.registry import build_workload
 
-    overrides = {"user_count": args.users, "epoch_count": args.epochs,
-                 "rows_per_epoch": args.rows_per_epoch}
     started = time.perf_counter()
-    source = build_workload(args.scenario, args.seed, overrides)
+    source = build_workload(args.scenario, args.seed, _resize(args))
     _check_memory(args.scenario, source)
     accounts, transfers = materialize(source)
     return source, accounts, transfers, time.perf_counter() - started
@@ -248,25 +260,19 @@ def _workload(args):
 # routing) and per account (columns, the shards, balances out), measured loosely on quick.
 RUN_BYTES_PER_ROW = 200
 RUN_BYTES_PER_ACCOUNT = 120
-FOLLOW_UPS_PER_ARRIVAL = 1.0  # captures, fees, settlements, payouts: at most one per arrival
 
 
 def _check_memory(name: str, source) -> None:
     """Refuse, before generating, a scenario whose materialised run cannot fit in memory."""
-    layout = getattr(source, "layout", None)
-    expected = getattr(source, "base_expected", None)
-    if layout is None or expected is None:
-        return
-    arrivals = float(expected.sum()) + float(getattr(source, "burst_expected", np.zeros(1)).sum())
-    rows = arrivals * (1 + FOLLOW_UPS_PER_ARRIVAL) + source.funding_row_count
-    need = rows * RUN_BYTES_PER_ROW + layout.account_count * RUN_BYTES_PER_ACCOUNT
+    rows = source.expected_row_count()
+    need = rows * RUN_BYTES_PER_ROW + source.account_count * RUN_BYTES_PER_ACCOUNT
     have = _available_memory_bytes()
     if have is not None and need > 0.8 * have:
         raise InputRefused(
-            f"scenario {name}: about {layout.account_count:,} accounts and {rows:,.0f} rows need"
+            f"scenario {name}: about {source.account_count:,} accounts and {rows:,.0f} rows need"
             f" about {need / 2**30:.0f} GiB materialised; this machine has {have / 2**30:.0f} GiB"
-            " available (run it on a bigger machine or a Ray cluster, or lower population.users"
-            " or rate.scale in a copy of the scenario)")
+            " available (run it on a bigger machine or a Ray cluster, or resize it: --users,"
+            " --scale, --days)")
 
 
 def _check_replay_memory(accounts_path: Path, workload_path: Path) -> None:
@@ -306,15 +312,12 @@ def _write_workload(out: Path, accounts, transfers, source, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files.write_accounts(out / "accounts.parquet", accounts)
     files.write_workload(out / "workload.parquet", transfers)
-    scenario = getattr(source, "scenario", None)
-    compression = float(scenario.time.compression) if scenario is not None else 1.0
-    write_clock(out / CLOCK_FILE, args.scenario, args.seed, compression,
-                _funding_epochs(source))
+    write_clock(out / CLOCK_FILE, args.scenario, args.seed, source.model_seconds_per_sim_second,
+                source.funding_epoch_count)
 
 
 def _run(args) -> int:
     from xpay.runner import replay
-    from workloads.registry import workload_configuration
 
     if args.resume is not None:
         return _resume(args)
@@ -325,7 +328,7 @@ def _run(args) -> int:
     data_dir = options.durability(out).data_dir
     _write_run_toml(out, args, None if data_dir is None else str(Path(data_dir).resolve()))
     configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
-                     "workload": workload_configuration(source),
+                     "workload": source.configuration(),
                      "generate_seconds": generate_seconds}
     print(f"xpay run: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
           f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
@@ -336,8 +339,9 @@ def _run(args) -> int:
 RUN_TOML = "run.toml"
 # run.toml: what `xpay run --resume DIR` needs to continue a run: key -> (type, required)
 RUN_TOML_KEYS = {
-    "scenario": (str, True), "seed": (int, True), "users": (int, False), "epochs": (int, False),
-    "rows_per_epoch": (int, False), "shards": (int, True), "window_epochs": (int, True),
+    "scenario": (str, True), "seed": (int, True), "users": (int, False), "scale": (float, False),
+    "days": (int, False), "epochs": (int, False), "epoch_seconds": (float, False),
+    "shards": (int, True), "window_epochs": (int, True),
     "data_dir": (str, False), "fsync": (str, True), "snapshot_every": (int, True),
 }
 
@@ -346,13 +350,14 @@ def _write_run_toml(out: Path, args, data_dir: str | None) -> None:
     """The run's settings, for --resume (written after the workload files are complete)."""
     import json
 
-    values = {"scenario": args.scenario, "seed": args.seed, "users": args.users, "epochs": args.epochs,
-              "rows_per_epoch": args.rows_per_epoch, "shards": args.shards, "window_epochs": args.window_epochs,
+    values = {"scenario": args.scenario, "seed": args.seed, "users": args.users, "scale": args.scale,
+              "days": args.days, "epochs": args.epochs, "epoch_seconds": args.epoch_seconds,
+              "shards": args.shards, "window_epochs": args.window_epochs,
               "data_dir": data_dir, "fsync": args.fsync, "snapshot_every": args.snapshot_every}
     lines = ["# written by xpay run; read by xpay run --resume"]
     for key, value in values.items():
         if value is not None:
-            lines.append(f"{key} = {json.dumps(value) if isinstance(value, str) else int(value)}")
+            lines.append(f"{key} = {json.dumps(value)}")
     tmp = out / (RUN_TOML + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out / RUN_TOML)
@@ -376,6 +381,8 @@ def _read_run_toml(folder: Path) -> dict:
             if required:
                 raise InputRefused(f"{path}: key {key!r} is missing")
             values[key] = None
+        elif kind is float and isinstance(values[key], int) and not isinstance(values[key], bool):
+            values[key] = float(values[key])
         elif not isinstance(values[key], kind) or isinstance(values[key], bool):
             raise InputRefused(f"{path}: key {key!r} must be a {kind.__name__}")
     if values["data_dir"] is None:
@@ -389,8 +396,7 @@ def _resume(args) -> int:
 
     folder = args.resume
     saved = _read_run_toml(folder)
-    for key in ("scenario", "seed", "users", "epochs", "rows_per_epoch", "shards", "window_epochs",
-                "data_dir", "fsync", "snapshot_every"):
+    for key in RUN_TOML_KEYS:
         setattr(args, key, saved[key])
     started = time.perf_counter()
     accounts = files.read_accounts(folder / "accounts.parquet")
@@ -402,14 +408,6 @@ def _resume(args) -> int:
     return _finish(summary, folder, args)
 
 
-def _funding_epochs(source) -> int:
-    """How many of the source's first epochs only fund accounts (for describe's time curves)."""
-    count = getattr(source, "funding_epoch_count", None)
-    if count is None:
-        count = getattr(getattr(source, "config", None), "funding_epoch_count", 0)
-    return int(count)
-
-
 def _generate(args) -> int:
     """Stream the scenario's epochs straight to workload.parquet: memory holds one epoch (and
     the accounts), so scenarios larger than memory can be written."""
@@ -417,19 +415,16 @@ def _generate(args) -> int:
     from workloads.describe import CLOCK_FILE, write_clock
     from workloads.registry import build_workload
 
-    overrides = {"user_count": args.users, "epoch_count": args.epochs, "rows_per_epoch": args.rows_per_epoch}
     started = time.perf_counter()
-    source = build_workload(args.scenario, args.seed, overrides)
+    source = build_workload(args.scenario, args.seed, _resize(args))
     args.out.mkdir(parents=True, exist_ok=True)
     accounts = source.accounts()
     files.write_accounts(args.out / "accounts.parquet", accounts)
     with files.WorkloadWriter(args.out / "workload.parquet") as writer:
-        for rows in _progress(source.epochs(), getattr(source, "epoch_total", None), args.progress):
+        for rows in _progress(source.epochs(), source.epoch_total, args.progress):
             writer.write(rows)
-    scenario = getattr(source, "scenario", None)
     write_clock(args.out / CLOCK_FILE, args.scenario, args.seed,
-                float(scenario.time.compression) if scenario is not None else 1.0,
-                _funding_epochs(source))
+                source.model_seconds_per_sim_second, source.funding_epoch_count)
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
           f" {writer.rows:,} rows in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
     return 0
