@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import decimal
 import os
 import sys
 import time
@@ -76,10 +77,27 @@ def _positive(text: str) -> int:
     return value
 
 
+COUNT_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def count(text: str) -> int:
+    """A whole number as people write it: 100000, 100_000, 100k, 1.5M, 2G (powers of 1000)."""
+    cleaned = text.strip().replace("_", "").replace(",", "")
+    factor = COUNT_SUFFIXES.get(cleaned[-1:].lower(), 1)
+    number = cleaned[:-1] if factor != 1 else cleaned
+    try:
+        value = decimal.Decimal(number) * factor
+    except (decimal.InvalidOperation, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (say 100000, 100k or 1.5M)") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _rate(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
+        value = float(count(text)) if text.strip()[-1:].lower() in COUNT_SUFFIXES else float(text)
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"rate(={text!r}) must be a number of rows per second") from None
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"rate(={text}) must be > 0 and finite")
@@ -186,15 +204,15 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
                    help="scenario name: quick, or NAME of workloads/scenarios/NAME.toml (default quick)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     size = p.add_argument_group("resizing (any scenario; its mix and curves are kept)")
-    size.add_argument("--users", type=int, default=None, metavar="N",
-                      help="user count (>= 2); the arrival rate scales with it, so each user pays"
-                           " as often as in the scenario")
+    size.add_argument("--users", type=count, default=None, metavar="N",
+                      help="user count (>= 2; 100k, 1.5M and 2G are understood); the arrival rate"
+                           " scales with it, so each user pays as often as in the scenario")
     size.add_argument("--scale", type=float, default=None, metavar="F",
                       help="users and arrival rate times F (instead of --users)")
     size.add_argument("--days", type=int, default=None, metavar="D",
                       help="modelled days (1..3650); bursts, holidays and a crash past the last"
                            " day are dropped")
-    size.add_argument("--epochs", type=int, default=None, metavar="E",
+    size.add_argument("--epochs", type=count, default=None, metavar="E",
                       help="traffic epochs over the days (each days*86400/E model seconds;"
                            " E >= days)")
     size.add_argument("--epoch-seconds", type=float, default=None, metavar="S",
