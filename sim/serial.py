@@ -40,6 +40,7 @@ import numpy as np
 
 from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
 from sim.constants import (
+    ACCOUNT_COUNT_MAX,
     ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
     CREDIT_ACCOUNT_NOT_FOUND,
     DEBIT_ACCOUNT_NOT_FOUND,
@@ -67,11 +68,11 @@ from sim.constants import (
     PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     PENDING_TRANSFER_NOT_FOUND,
     STATUS_DTYPE,
+    TABLE_CAPACITY_MIN,
 )
 from sim.errors import BalanceOverflowError
 from sim.hashtable import (
     PREFETCH_DISTANCE,
-    TABLE_CAPACITY_MIN,
     find_slot,
     home_slot,
     pow2_at_least,
@@ -97,7 +98,6 @@ from sim.tables import (
 )
 
 UINT64_MAX = 2**64 - 1
-ACCOUNT_COUNT_MAX = 2**31 - 1  # dense positions are int32
 
 # Account table [accounts, 8]: the four balance fields in BALANCE_FIELDS order, then the
 # reservation, the stamp it belongs to, and the DEBITS_MUST_NOT_EXCEED_CREDITS flag.
