@@ -111,9 +111,21 @@ SHARD_COUNT_MAX = 64
 
 STATUS_DTYPE = np.uint16
 
+# --- table limits (sim.hashtable, sim.serial) ---------------------------------------------
+TABLE_CAPACITY_MIN = 16
+# home_slot maps the hash's low 32 bits onto [0, capacity) by multiply-shift.
+TABLE_CAPACITY_MAX = 2**32 - 1
+# The serial ledger's dense account positions are int32.
+ACCOUNT_COUNT_MAX = 2**31 - 1
+
 
 def _check_constants() -> None:
     assert AMOUNT_MAX < INT64_MAX
+    assert TABLE_CAPACITY_MIN & (TABLE_CAPACITY_MIN - 1) == 0  # serial keeps powers of two
+    assert TABLE_CAPACITY_MIN <= TABLE_CAPACITY_MAX < 2**32
+    assert ACCOUNT_COUNT_MAX <= np.iinfo(np.int32).max
+    # serial's account index keeps load <= 1/2: 2 * count + 1 slots must be a table size
+    assert 2 * ACCOUNT_COUNT_MAX + 1 <= TABLE_CAPACITY_MAX
     assert STATUS_COUNT == 22
     assert STATUS_NAMES[EXCEEDS_CREDITS] == "exceeds_credits"
     assert TRANSFER_FLAGS_KNOWN == 0xF

@@ -16,6 +16,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from sim.constants import TABLE_CAPACITY_MAX, TABLE_CAPACITY_MIN
+
 # splitmix64's constants (Steele, Lea and Flood 2014), the one home of them: the ledger's
 # hashing here, the generator's id permutation and counter-based streams in workloads/.
 SPLITMIX64_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -26,7 +28,6 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S32 = np.uint64(32)
 
-TABLE_CAPACITY_MIN = 16
 # Rows looked ahead by the probing kernels: the cache line of row i + PREFETCH_DISTANCE is
 # requested while row i is worked on, so several memory misses are in flight at once.
 PREFETCH_DISTANCE = 16
@@ -75,9 +76,6 @@ def group_by_shard(shard, shard_count):
             order[cursor[s]] = i
             cursor[s] += 1
     return order, offsets
-
-
-TABLE_CAPACITY_MAX = 2**32 - 1
 
 
 def pow2_at_least(n: int) -> int:

@@ -56,7 +56,7 @@ def transfer_kind(flags):
 
 
 @numba.njit(inline="always", cache=True)
-def _local_status(kind, pending_id, timeout_s, debit, credit, amount):
+def local_status(kind, pending_id, timeout_s, debit, credit, amount):
     """Checks 6..11, which read only the row itself."""
     if kind == KIND_INVALID:
         return FLAGS_ARE_MUTUALLY_EXCLUSIVE
@@ -87,7 +87,7 @@ def row_kinds_and_local_status(flags, pending_id, timeout_s, debit, credit, amou
     for i in range(n):
         k = transfer_kind(flags[i])
         kind[i] = k
-        local[i] = _local_status(k, pending_id[i], timeout_s[i], debit[i], credit[i], amount[i])
+        local[i] = local_status(k, pending_id[i], timeout_s[i], debit[i], credit[i], amount[i])
     return kind, local
 
 

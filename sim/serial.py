@@ -40,6 +40,7 @@ import numpy as np
 
 from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
 from sim.constants import (
+    ACCOUNT_COUNT_MAX,
     ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
     CREDIT_ACCOUNT_NOT_FOUND,
     DEBIT_ACCOUNT_NOT_FOUND,
@@ -49,8 +50,6 @@ from sim.constants import (
     EXISTS_WITH_DIFFERENT_FIELDS,
     FLAG_LINKED,
     FLAG_PENDING,
-    FLAG_POST_PENDING_TRANSFER,
-    FLAG_VOID_PENDING_TRANSFER,
     ID_MUST_NOT_BE_ZERO,
     IDEMPOTENCY_WINDOW_EPOCHS,
     INT64_MAX,
@@ -69,16 +68,36 @@ from sim.constants import (
     PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     PENDING_TRANSFER_NOT_FOUND,
     STATUS_DTYPE,
+    TABLE_CAPACITY_MIN,
 )
 from sim.errors import BalanceOverflowError
-from sim.hashtable import TABLE_CAPACITY_MIN, find_slot, home_slot, pow2_at_least, prefetch_row
+from sim.hashtable import (
+    PREFETCH_DISTANCE,
+    find_slot,
+    home_slot,
+    pow2_at_least,
+    prefetch_row,
+)
 from sim.reference import ReferenceResult
+from sim.rowchecks import (
+    KIND_PENDING,
+    KIND_PLAIN,
+    KIND_POST,
+    KIND_VOID,
+    local_status,
+    transfer_kind,
+)
+from sim.tables import (
+    copy_row,
+    delete_slot,
+    heap_build,
+    heap_move,
+    heap_pop,
+    heap_push,
+    within_window,
+)
 
 UINT64_MAX = 2**64 - 1
-ACCOUNT_COUNT_MAX = 2**31 - 1  # dense positions are int32
-
-# What a row does once its flags passed check 6.
-from sim.rowchecks import KIND_PENDING, KIND_PLAIN, KIND_POST, KIND_VOID, _local_status, transfer_kind  # noqa: E402
 
 # Account table [accounts, 8]: the four balance fields in BALANCE_FIELDS order, then the
 # reservation, the stamp it belongs to, and the DEBITS_MUST_NOT_EXCEED_CREDITS flag.
@@ -96,9 +115,9 @@ ID_COLUMNS = 2
 # sequence number (matches its heap entry), stamp and value of a tentative post/void mark.
 P_KEY, P_STATE, P_RESOLVED_EPOCH, P_ROW, P_SEQUENCE, P_MARK_STAMP, P_MARK = 0, 1, 2, 3, 4, 5, 6
 PENDING_COLUMNS = 8
-# Expiry heap [capacity, 3], ordered by (expires_at_us, sequence).
+# Expiry heap: a tuple of three int64 columns (sim.tables' heap), ordered by (expires_at_us,
+# sequence).
 H_EXPIRES_AT_US, H_SEQUENCE, H_KEY = 0, 1, 2
-HEAP_COLUMNS = 3
 # Counters of one run (an int64 array the kernels share).
 C_IDS_USED, C_PENDING_USED, C_HEAP_SIZE, C_SEQUENCE, C_STAMP = 0, 1, 2, 3, 4
 C_STILL_PENDING = 5  # committed PENDING transfers not yet resolved
@@ -106,10 +125,6 @@ C_WINDOW_ROW = 6  # first row whose epoch is within the window of the current ep
 COUNTER_COUNT = 7
 # Overflow report [3]: global row (-1 when none), account position, balance column.
 E_ROW, E_ACCOUNT, E_FIELD = 0, 1, 2
-
-# Rows looked ahead: the hash slot and account rows of row i + PREFETCH_DISTANCE are fetched
-# into cache while row i is evaluated.
-PREFETCH_DISTANCE = 16
 
 # Kernels that allocate nothing are compiled without NRT reference counting (numba's `_nrt`
 # flag; numba is pinned): they only borrow arrays their caller owns, and refcounting every array
@@ -239,9 +254,6 @@ def _account_entry(index, key):
     return index[slot, X_ENTRY]
 
 
-_prefetch_row = prefetch_row
-
-
 @numba.njit(inline="always", **_NO_REFCOUNTS)
 def _slot_of(table, key):
     """The home slot find_slot starts from (tables here keep power-of-two capacities)."""
@@ -256,8 +268,8 @@ def _prepass(index, debit, credit, amount, ledger, flags, pending_id, timeout_s,
     n = len(debit)
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            _prefetch_row(index, _slot_of(index, debit[i + PREFETCH_DISTANCE]))
-            _prefetch_row(index, _slot_of(index, credit[i + PREFETCH_DISTANCE]))
+            prefetch_row(index, _slot_of(index, debit[i + PREFETCH_DISTANCE]))
+            prefetch_row(index, _slot_of(index, credit[i + PREFETCH_DISTANCE]))
         d = _account_entry(index, debit[i])
         c = _account_entry(index, credit[i])
         debit_position[i] = d & 0xFFFFFFFF if d != NOT_FOUND else -1
@@ -273,21 +285,10 @@ def _prepass(index, debit, credit, amount, ledger, flags, pending_id, timeout_s,
         static_status[i] = s
 
 
-@numba.njit(inline="always", **_NO_REFCOUNTS)
-def _kind(flags):
-    if flags & FLAG_PENDING:
-        return KIND_PENDING
-    if flags & FLAG_POST_PENDING_TRANSFER:
-        return KIND_POST
-    if flags & FLAG_VOID_PENDING_TRANSFER:
-        return KIND_VOID
-    return KIND_PLAIN
-
-
 @numba.njit(**_NO_REFCOUNTS)
 def _shape_status(flags, pending_id, timeout_s, debit, credit, amount):
     """Checks 6..11: the engine's own row-local checks (sim.rowchecks)."""
-    return _local_status(transfer_kind(flags), pending_id, timeout_s, debit, credit, amount)
+    return local_status(transfer_kind(flags), pending_id, timeout_s, debit, credit, amount)
 
 
 # --- the run: epochs in order --------------------------------------------------------------------
@@ -299,7 +300,7 @@ def _run(rows, starts, accounts, status, error, strict, window):
     counters = np.zeros(COUNTER_COUNT, np.int64)
     id_table = np.zeros((TABLE_CAPACITY_MIN, ID_COLUMNS), np.int64)
     pending_table = np.zeros((TABLE_CAPACITY_MIN, PENDING_COLUMNS), np.int64)
-    heap = np.zeros((TABLE_CAPACITY_MIN, HEAP_COLUMNS), np.int64)
+    heap = _empty_heap(TABLE_CAPACITY_MIN)
     for e in range(len(starts) - 1):
         lo = starts[e]
         hi = starts[e + 1]
@@ -357,18 +358,13 @@ def _apply_epoch(rows, lo, hi, accounts, id_table, pending_table, heap, counters
 @numba.njit(inline="always", **_NO_REFCOUNTS)
 def _prefetch_ahead(rows, i, accounts, id_table):
     """Start fetching what row i will read: its id's slot and its accounts' rows."""
-    _prefetch_row(id_table, _slot_of(id_table, rows.id[i]))
+    prefetch_row(id_table, _slot_of(id_table, rows.id[i]))
     if rows.static_status[i] == OK:
-        _prefetch_row(accounts, rows.debit_position[i])
-        _prefetch_row(accounts, rows.credit_position[i])
+        prefetch_row(accounts, rows.debit_position[i])
+        prefetch_row(accounts, rows.credit_position[i])
 
 
 # --- evaluation: the checks in LEDGER_SPEC.md order ----------------------------------------------
-
-
-@numba.njit(inline="always", **_NO_REFCOUNTS)
-def _within_window(epoch_now, epoch_then, window):
-    return np.uint64(epoch_now - epoch_then) <= window
 
 
 @numba.njit(inline="always", **_NO_REFCOUNTS)
@@ -382,7 +378,7 @@ def _evaluate(rows, i, accounts, id_table, pending_table, counters, epoch, windo
     s = rows.static_status[i]
     if s != OK:
         return s
-    kind = _kind(rows.flags[i])
+    kind = transfer_kind(rows.flags[i])
     if kind == KIND_POST or kind == KIND_VOID:
         return _check_pending(rows, i, kind, pending_table, counters[C_STAMP], epoch, window)
     return _check_funds(rows, i, accounts, counters[C_STAMP])
@@ -433,7 +429,7 @@ def _check_pending(rows, i, kind, pending_table, stamp, epoch, window):
     if pending_table[slot, P_KEY] != key:
         return PENDING_TRANSFER_NOT_FOUND
     state = pending_table[slot, P_STATE]
-    if state != PENDING_STATE_PENDING and not _within_window(
+    if state != PENDING_STATE_PENDING and not within_window(
         epoch, pending_table[slot, P_RESOLVED_EPOCH], window
     ):
         return PENDING_TRANSFER_NOT_FOUND
@@ -503,7 +499,7 @@ def _settle_chain(rows, start, stop, accounts, pending_table, heap, counters, st
 
 @numba.njit(inline="always", **_NO_REFCOUNTS)
 def _commit(rows, i, accounts, pending_table, heap, counters, error, epoch):
-    kind = _kind(rows.flags[i])
+    kind = transfer_kind(rows.flags[i])
     amount = rows.amount[i]
     d = rows.debit_position[i]
     c = rows.credit_position[i]
@@ -569,8 +565,9 @@ def _create_pending(rows, i, pending_table, heap, counters):
     if rows.sim_time_us[i] > INT64_MAX - span_us:
         return  # due after every int64 instant: never expires
     size = counters[C_HEAP_SIZE]
-    assert size < heap.shape[0]
-    counters[C_HEAP_SIZE] = _heap_push(heap, size, rows.sim_time_us[i] + span_us, sequence, key)
+    assert size < len(heap[H_KEY])
+    entry = (rows.sim_time_us[i] + span_us, sequence, key)
+    counters[C_HEAP_SIZE] = heap_push(heap, size, entry)
 
 
 @numba.njit(**_NO_REFCOUNTS)
@@ -597,10 +594,10 @@ def _resolve(rows, accounts, pending_table, counters, slot, state, epoch):
 def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
     """Every still-pending hold due at or before start_us expires (stale entries skipped)."""
     size = counters[C_HEAP_SIZE]
-    while size > 0 and heap[0, H_EXPIRES_AT_US] <= start_us:
-        key = heap[0, H_KEY]
-        sequence = heap[0, H_SEQUENCE]
-        size = _heap_pop(heap, size)
+    while size > 0 and heap[H_EXPIRES_AT_US][0] <= start_us:
+        key = heap[H_KEY][0]
+        sequence = heap[H_SEQUENCE][0]
+        size = heap_pop(heap, size)
         slot = find_slot(pending_table, key)
         if (pending_table[slot, P_KEY] == key
                 and pending_table[slot, P_SEQUENCE] == sequence
@@ -614,7 +611,7 @@ def _expire(rows, accounts, pending_table, heap, counters, start_us, epoch):
 def _window_row(epochs, counters, epoch, window):
     """The first row whose epoch is within the window of epoch (epochs never go down)."""
     row = counters[C_WINDOW_ROW]
-    while not _within_window(epoch, epochs[row], window):
+    while not within_window(epoch, epochs[row], window):
         row += 1
     return row
 
@@ -624,7 +621,7 @@ def _purge_ids(id_table, window_row):
     """Delete, in place, the records of rows before window_row; returns the records left.
 
     One sweep in slot order from just after an empty slot, so every cluster is met from its
-    start and the back-shifts of _delete_slot only move records not yet visited."""
+    start and the back-shifts of delete_slot only move records not yet visited."""
     mask = id_table.shape[0] - 1
     assert (mask + 1) & mask == 0  # id tables keep power-of-two capacities
     start = 0
@@ -635,29 +632,10 @@ def _purge_ids(id_table, window_row):
     for _ in range(mask):
         k = (k + 1) & mask
         while id_table[k, I_KEY] != 0 and id_table[k, I_ROW] < window_row:
-            _delete_slot(id_table, k)
+            delete_slot(id_table, k)
         if id_table[k, I_KEY] != 0:
             live += 1
     return live
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _delete_slot(table, hole):
-    """Empty one slot of a linear-probing table of power-of-two capacity, shifting back the
-    records after it that would no longer be found (so no tombstones are needed)."""
-    mask = table.shape[0] - 1
-    k = hole
-    while True:
-        k = (k + 1) & mask
-        key = table[k, 0]
-        if key == 0:
-            break
-        home = _slot_of(table, key)
-        if ((k - home) & mask) >= ((k - hole) & mask):  # home is not in (hole, k]
-            _copy_row(table, k, table, hole)
-            hole = k
-    for column in range(table.shape[1]):
-        table[hole, column] = 0
 
 
 @numba.njit(**_NO_REFCOUNTS)
@@ -698,12 +676,6 @@ def _room_for_ids(id_table, counters, incoming):
 
 
 @numba.njit(**_NO_REFCOUNTS)
-def _copy_row(source, source_row, target, target_row):
-    for column in range(source.shape[1]):
-        target[target_row, column] = source[source_row, column]
-
-
-@numba.njit(**_NO_REFCOUNTS)
 def _copy_live_ids(id_table, out, window_row):
     """Copy the records within the window (row >= window_row) into out; how many. In slot
     order, so that the writes into out run nearly in order too."""
@@ -712,7 +684,7 @@ def _copy_live_ids(id_table, out, window_row):
         key = id_table[slot, I_KEY]
         if key != 0 and id_table[slot, I_ROW] >= window_row:
             live += 1
-            _copy_row(id_table, slot, out, find_slot(out, key))
+            copy_row(id_table, slot, out, find_slot(out, key))
     return live
 
 
@@ -722,7 +694,7 @@ def _pending_live(pending_table, slot, epoch, window):
         return False
     if pending_table[slot, P_STATE] == PENDING_STATE_PENDING:
         return True
-    return _within_window(epoch, pending_table[slot, P_RESOLVED_EPOCH], window)
+    return within_window(epoch, pending_table[slot, P_RESOLVED_EPOCH], window)
 
 
 @numba.njit(cache=True)
@@ -745,23 +717,28 @@ def _copy_live_pending(pending_table, out, epoch, window):
         if _pending_live(pending_table, slot, epoch, window):
             live += 1
             if out.shape[0] > 0:
-                _copy_row(pending_table, slot, out, find_slot(out, pending_table[slot, P_KEY]))
+                copy_row(pending_table, slot, out, find_slot(out, pending_table[slot, P_KEY]))
     return live
+
+
+@numba.njit(cache=True)
+def _empty_heap(capacity):
+    """The expiry heap's columns (expires_at_us, sequence, key), capacity entries each."""
+    return (np.zeros(capacity, np.int64), np.zeros(capacity, np.int64),
+            np.zeros(capacity, np.int64))
 
 
 @numba.njit(cache=True)
 def _room_in_heap(heap, pending_table, counters, incoming):
     """The heap with room for incoming entries: stale entries dropped, grown if needed."""
-    if counters[C_HEAP_SIZE] + incoming <= heap.shape[0]:
+    if counters[C_HEAP_SIZE] + incoming <= len(heap[H_KEY]):
         return heap
     kept = _compact_heap(heap, counters[C_HEAP_SIZE], pending_table)
-    out = np.zeros((2 * (kept + incoming) + TABLE_CAPACITY_MIN, HEAP_COLUMNS), np.int64)
-    out[:kept, :] = heap[:kept, :]
+    out = _empty_heap(2 * (kept + incoming) + TABLE_CAPACITY_MIN)
+    for column in range(len(heap)):
+        out[column][:kept] = heap[column][:kept]
     counters[C_HEAP_SIZE] = kept
     return out
-
-
-# --- binary heap on (expires_at_us, sequence) ----------------------------------------------------
 
 
 @numba.njit(**_NO_REFCOUNTS)
@@ -769,65 +746,12 @@ def _compact_heap(heap, size, pending_table):
     """Keep the entries of still-pending transfers, in heap order; returns how many."""
     kept = 0
     for k in range(size):
-        slot = find_slot(pending_table, heap[k, H_KEY])
-        if (pending_table[slot, P_KEY] == heap[k, H_KEY]
-                and pending_table[slot, P_SEQUENCE] == heap[k, H_SEQUENCE]
+        key = heap[H_KEY][k]
+        slot = find_slot(pending_table, key)
+        if (pending_table[slot, P_KEY] == key
+                and pending_table[slot, P_SEQUENCE] == heap[H_SEQUENCE][k]
                 and pending_table[slot, P_STATE] == PENDING_STATE_PENDING):
-            _copy_row(heap, k, heap, kept)
+            heap_move(heap, k, kept)
             kept += 1
-    for k in range(kept // 2 - 1, -1, -1):
-        _sift_down(heap, kept, k)
+    heap_build(heap, kept)
     return kept
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _heap_less(heap, a, b):
-    if heap[a, H_EXPIRES_AT_US] != heap[b, H_EXPIRES_AT_US]:
-        return heap[a, H_EXPIRES_AT_US] < heap[b, H_EXPIRES_AT_US]
-    return heap[a, H_SEQUENCE] < heap[b, H_SEQUENCE]
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _heap_swap(heap, a, b):
-    for column in range(HEAP_COLUMNS):
-        heap[a, column], heap[b, column] = heap[b, column], heap[a, column]
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _heap_push(heap, size, expires_at_us, sequence, key):
-    """Push one entry; returns the new size."""
-    i = size
-    heap[i, H_EXPIRES_AT_US] = expires_at_us
-    heap[i, H_SEQUENCE] = sequence
-    heap[i, H_KEY] = key
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _heap_less(heap, i, parent):
-            break
-        _heap_swap(heap, i, parent)
-        i = parent
-    return size + 1
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _heap_pop(heap, size):
-    """Drop the top entry; returns the new size."""
-    size -= 1
-    _copy_row(heap, size, heap, 0)
-    _sift_down(heap, size, 0)
-    return size
-
-
-@numba.njit(**_NO_REFCOUNTS)
-def _sift_down(heap, size, i):
-    while True:
-        left = 2 * i + 1
-        smallest = i
-        if left < size and _heap_less(heap, left, smallest):
-            smallest = left
-        if left + 1 < size and _heap_less(heap, left + 1, smallest):
-            smallest = left + 1
-        if smallest == i:
-            return
-        _heap_swap(heap, i, smallest)
-        i = smallest

@@ -40,6 +40,15 @@ from sim.hashtable import (
     home_slot,
     prefetch_row,
 )
+from sim.tables import (
+    delete_slot,
+    heap_build,
+    heap_move,
+    heap_pop,
+    heap_push,
+    same_columns,
+    within_window,
+)
 
 # Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
 DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
@@ -73,19 +82,6 @@ ID_WINDOW_COLUMNS = (ID_EPOCH, -1)
 PENDING_WINDOW_COLUMNS = (P_RESOLVED_EPOCH, P_STATE)
 
 
-@numba.njit(inline="always", cache=True)
-def within_window(epoch_now, epoch_then, window):
-    return np.uint64(epoch_now - epoch_then) <= np.uint64(window)
-
-
-@numba.njit(inline="always", cache=True)
-def _same_fields(table, slot, first_column, rows, i):
-    for f in range(FIELD_COUNT):
-        if table[slot, first_column + f] != rows[i, 1 + f]:
-            return False
-    return True
-
-
 @numba.njit(cache=True)
 def check_ids(id_table, pending_table, rows, epoch_now, window):
     """Idempotency checks 4/5 in row order; new ids are recorded. Returns (status, slots used).
@@ -101,12 +97,12 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
         key = rows[i, 0]
         slot = find_slot(id_table, key)
         if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
-            same = _same_fields(id_table, slot, ID_FIELDS, rows, i)
+            same = same_columns(id_table, slot, ID_FIELDS, rows, i, 1, FIELD_COUNT)
             status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
             continue
         pslot = find_slot(pending_table, key)
         if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
-            same = _same_fields(pending_table, pslot, P_FIELDS, rows, i)
+            same = same_columns(pending_table, pslot, P_FIELDS, rows, i, 1, FIELD_COUNT)
             status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
             continue
         if id_table[slot, ID_KEY] == 0:
@@ -135,7 +131,7 @@ def sweep_step(table, cursor, count, epoch_now, window, epoch_column, state_colu
     slot = cursor % capacity
     for _ in range(min(count, capacity)):
         while _stale(table, slot, epoch_now, window, epoch_column, state_column):
-            _delete_at(table, slot)  # a later record may move into `slot`: look again
+            delete_slot(table, slot)  # a later record may move into `slot`: look again
             removed += 1
         slot += 1
         if slot == capacity:
@@ -150,29 +146,6 @@ def _stale(table, slot, epoch_now, window, epoch_column, state_column):
     if state_column >= 0 and table[slot, state_column] == PENDING_STATE_PENDING:
         return False
     return not within_window(epoch_now, table[slot, epoch_column], window)
-
-
-@numba.njit(inline="always", cache=True)
-def _delete_at(table, hole):
-    """Empty `hole`, then pull back each later record of its run whose home allows it."""
-    capacity = table.shape[0]
-    j = hole
-    while True:
-        j += 1
-        if j == capacity:
-            j = 0
-        if table[j, 0] == 0:
-            break
-        home = home_slot(table[j, 0], capacity)
-        # the record at j may fill the hole unless its home lies cyclically in (hole, j]
-        if hole <= j:
-            stays = hole < home <= j
-        else:
-            stays = home > hole or home <= j
-        if not stays:
-            table[hole, :] = table[j, :]
-            hole = j
-    table[hole, :] = 0
 
 
 @numba.njit(cache=True)
@@ -362,7 +335,7 @@ def create_pending(pending_table, heap_time, heap_key, heap_size, rows):
             pending_table[slot, P_FIELDS + f] = rows[i, 2 + f]
         expires, expire_at = _expire_at(rows[i, 1], rows[i, 2 + FIELD_TIMEOUT])
         if expires:
-            size = _heap_push(heap_time, heap_key, size, expire_at, key)
+            size = heap_push((heap_time, heap_key), size, (expire_at, key))
     return added, size
 
 
@@ -400,7 +373,7 @@ def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoc
     while size > 0 and heap_time[0] <= start_us:
         due = heap_time[0]
         key = heap_key[0]
-        size = _heap_pop(heap_time, heap_key, size)
+        size = heap_pop((heap_time, heap_key), size)
         slot = find_slot(pending_table, key)
         if pending_table[slot, P_KEY] != key or pending_table[slot, P_STATE] != PENDING_STATE_PENDING:
             continue  # resolved earlier; the heap entry is stale
@@ -420,73 +393,15 @@ def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoc
     return out[:count].copy(), size
 
 
-@numba.njit(inline="always", cache=True)
-def _heap_less(heap_time, heap_key, a, b):
-    if heap_time[a] != heap_time[b]:
-        return heap_time[a] < heap_time[b]
-    return heap_key[a] < heap_key[b]
-
-
-@numba.njit(inline="always", cache=True)
-def _heap_swap(heap_time, heap_key, a, b):
-    heap_time[a], heap_time[b] = heap_time[b], heap_time[a]
-    heap_key[a], heap_key[b] = heap_key[b], heap_key[a]
-
-
-@numba.njit(cache=True)
-def _heap_push(heap_time, heap_key, size, time, key):
-    i = size
-    heap_time[i] = time
-    heap_key[i] = key
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _heap_less(heap_time, heap_key, i, parent):
-            break
-        _heap_swap(heap_time, heap_key, i, parent)
-        i = parent
-    return size + 1
-
-
-@numba.njit(cache=True)
-def _heap_pop(heap_time, heap_key, size):
-    size -= 1
-    heap_time[0] = heap_time[size]
-    heap_key[0] = heap_key[size]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        smallest = i
-        if left < size and _heap_less(heap_time, heap_key, left, smallest):
-            smallest = left
-        if left + 1 < size and _heap_less(heap_time, heap_key, left + 1, smallest):
-            smallest = left + 1
-        if smallest == i:
-            return size
-        _heap_swap(heap_time, heap_key, i, smallest)
-        i = smallest
-
-
 @numba.njit(cache=True)
 def compact_heap(pending_table, heap_time, heap_key, heap_size):
     """Heap rebuilt from its live entries (still-pending holds); returns the new size."""
+    heap = (heap_time, heap_key)
     size = 0
     for i in range(heap_size):
         slot = find_slot(pending_table, heap_key[i])
         if pending_table[slot, P_KEY] == heap_key[i] and pending_table[slot, P_STATE] == PENDING_STATE_PENDING:
-            heap_time[size] = heap_time[i]
-            heap_key[size] = heap_key[i]
+            heap_move(heap, i, size)
             size += 1
-    for start in range(size // 2 - 1, -1, -1):
-        i = start
-        while True:
-            left = 2 * i + 1
-            smallest = i
-            if left < size and _heap_less(heap_time, heap_key, left, smallest):
-                smallest = left
-            if left + 1 < size and _heap_less(heap_time, heap_key, left + 1, smallest):
-                smallest = left + 1
-            if smallest == i:
-                break
-            _heap_swap(heap_time, heap_key, i, smallest)
-            i = smallest
+    heap_build(heap, size)
     return size
