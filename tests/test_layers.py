@@ -93,7 +93,7 @@ def test_an_upward_or_sideways_import_is_caught(package, source):
 @pytest.mark.parametrize("package,source", [
     ("xpay", "from sim.engine import Engine\nimport workloads.registry\nimport actors.ray_hosts"),
     ("benchmarks", "def f():\n    from xpay.runner import replay\n"),
-    ("workloads", "from sim.columns import Accounts\nfrom workloads.zipf import BinnedZipf"),
+    ("workloads", "from sim.columns import Accounts\nfrom workloads.zipf import Zipf"),
     ("sim", "import numpy\nfrom . import columns"),
 ])
 def test_a_downward_import_passes(package, source):

@@ -26,14 +26,14 @@ def test_key_of_a_copy_equals_the_trees_key(tmp_path):
 
 
 def test_editing_an_inlined_workload_helper_changes_the_key(tmp_path):
-    """workloads/zipf.py inlines normals._bits: editing it must move the cache folder."""
+    """workloads/zipf.py inlines normals.stream_bits: editing it must move the cache folder."""
     root = _copy_tree(tmp_path)
     before = numba_cache.cache_key(root)
     normals = root / "workloads" / "normals.py"
     source = normals.read_text()
-    assert "def _bits(key, value, draw):" in source
-    normals.write_text(source.replace("def _bits(key, value, draw):",
-                                      "def _bits(key, value, draw):\n    draw = draw + 0"))
+    assert "def stream_bits(key, value, draw):" in source
+    normals.write_text(source.replace("def stream_bits(key, value, draw):",
+                                      "def stream_bits(key, value, draw):\n    draw = draw + 0"))
     assert numba_cache.cache_key(root) != before
 
 
