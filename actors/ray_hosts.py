@@ -88,9 +88,18 @@ def _auth_mode_wanted(authenticated: bool) -> str:
     found = os.environ.get(AUTH_MODE_ENV)
     if authenticated and found is not None and found != "token":
         raise RayStartRefused(
-            f"{AUTH_MODE_ENV}={found!r} would switch Ray's token authentication off; xpay keeps it"
-            " on unless you pass --unauthenticated (or unset the variable)")
+            f"xpay keeps Ray's token authentication on unless you pass --unauthenticated;"
+            f" {AUTH_MODE_ENV}={found!r} would switch it off (unset it or set it to token)")
     return "token" if authenticated else "disabled"
+
+
+def _set_auth_mode(mode: str) -> None:
+    """RAY_AUTH_MODE for this process and the ones Ray starts; Ray's cached configuration is
+    re-read, as Ray itself does when it switches token mode on."""
+    from ray._raylet import Config
+
+    os.environ[AUTH_MODE_ENV] = mode
+    Config.initialize("")
 
 
 def _auth_mode_running() -> str:
@@ -110,7 +119,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     if ray.is_initialized():
         return {"address": "already initialised", "local": address is None,
                 "auth": _auth_mode_running()}
-    os.environ[AUTH_MODE_ENV] = _auth_mode_wanted(authenticated)
+    _set_auth_mode(_auth_mode_wanted(authenticated))
     if address:
         check_cluster_address(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
