@@ -171,7 +171,30 @@ def test_a_running_cluster_is_left_alone_and_outputs_follow_the_umask(tmp_path):
         for name in ("results.parquet", "balances.parquet", "audit.parquet", "summary.json"):
             assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster_in(ray_tmp)
+
+
+def stop_cluster_in(ray_tmp: str) -> None:
+    """Stop the processes of the cluster under ray_tmp only, by pid (`ray stop` would stop
+    every Ray on the machine): the ones naming the folder and their descendants."""
+    import signal
+
+    roots = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if ray_tmp.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
+                    roots.add(int(name))
+            except OSError:
+                continue
+    pids = set().union(*(_descendants(pid) for pid in roots)) if roots else set()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in sorted(pids):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
 
 
 def test_written_files_follow_the_umask(tmp_path):
