@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import struct
@@ -153,10 +154,11 @@ def test_the_summary_reports_the_mode_ray_runs_with(ray_session):
 def test_a_running_cluster_is_left_alone_and_outputs_follow_the_umask(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="xr-")  # short: Ray's socket paths live under it
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # its node address stays on loopback
     port = closed_loopback_port()
     start = [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-             "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={ray_tmp}"]
+             "--num-cpus=1", "--include-dashboard=false"]  # RAY_TMPDIR: where ray.init() looks
     try:
         up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
         assert up.returncode == 0, up.stderr[-2000:]
@@ -170,8 +172,10 @@ def test_a_running_cluster_is_left_alone_and_outputs_follow_the_umask(tmp_path):
         assert ray_info["local"] and ray_info["auth"] == "token" and ray_info["node_ip"] == "127.0.0.1"
         for name in ("results.parquet", "balances.parquet", "audit.parquet", "summary.json"):
             assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+        assert "already running" not in done.stderr
     finally:
         stop_cluster_in(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def stop_cluster_in(ray_tmp: str) -> None:
