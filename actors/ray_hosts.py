@@ -1,15 +1,21 @@
 """Shards as Ray actors: session start-up on this box (or joining a cluster) and the hosts.
 
-A local session has no dashboard, keeps Ray's token authentication on (its default since
-2.59; a run refuses RAY_AUTH_MODE=disabled) and is given explicit CPU and object-store sizes.
-It asks for 127.0.0.1, but Ray 2.60 swaps a loopback node address for the machine's own and
-its GCS and raylet listen on every interface: token authentication is what guards them. ``--address`` or
-``RAY_ADDRESS`` joins an existing cluster instead; nothing is started then.
+A local session is a new Ray of its own (``address="local"``: a cluster already running on
+the machine is not joined), with explicit CPU and object-store sizes, no dashboard UI, and
+token authentication on: xpay sets RAY_AUTH_MODE=token itself and refuses any other value in
+the environment unless the run is started with ``--unauthenticated``; the summary reports the
+mode Ray actually runs with. Its node address stays 127.0.0.1, so GCS, raylet, workers, the
+runtime-env agent and the autoscaler monitor listen on loopback only (see _loopback_only). Ray
+2.60 still starts its API server (dashboard.py, non-dashboard modules only) and the dashboard
+agent (the raylet refuses an empty agent command); neither listens beyond loopback.
+``--address`` or ``RAY_ADDRESS`` joins an existing cluster instead, after checking within
+seconds that the address accepts a connection; nothing is started then.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +28,7 @@ from actors.transport import Arena, ArenaReader, arenas_available, remove_orphan
 from sim.durability import LOGGED_METHODS, Durability, prepare_data_dir
 from sim.columns import Accounts
 from sim.engine import check_shard_count
+from sim.errors import XpayError
 from sim.hashtable import shard_of
 from sim.routing import as_bits
 from sim.shard_state import TableHint
@@ -29,30 +36,120 @@ from sim.warmup import warm_up
 
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
 SHARD_CPUS = 1
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's name; "0": loopback node address
+LOOPBACK = "127.0.0.1"
+ADDRESS_CONNECT_TIMEOUT_S = 5.0  # a cluster address must accept a connection within this
+
+
+class RayStartRefused(XpayError):
+    """The Ray session cannot be started as asked (a refused setting: exit 2)."""
+
+    exit_status = 2
+
+
+class ClusterUnreachable(XpayError):
+    """--address or RAY_ADDRESS names a cluster that does not answer (exit 1)."""
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: --address, else $RAY_ADDRESS (blank means none), else None."""
+    chosen = address if address is not None else os.environ.get("RAY_ADDRESS", "")
+    return chosen.strip() or None
+
+
+def check_cluster_address(address: str | None) -> None:
+    """Fail in seconds, before any work, when a host:port cluster address accepts no connection
+    (Ray itself waits minutes). "auto" and ray:// addresses are left to Ray."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(f"Ray cluster address {address!r} is not HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), ADDRESS_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise ClusterUnreachable(
+            f"no Ray cluster at {address} ({error.strerror or error}); check --address or"
+            " RAY_ADDRESS, or leave both unset for a local Ray") from None
+
+
+def check_ray_settings(address: str | None, authenticated: bool = True) -> None:
+    """What start_ray would refuse, checked before any work: the authentication setting in
+    the environment and a cluster address that answers."""
+    _auth_mode_wanted(authenticated)
+    check_cluster_address(cluster_address(address))
+
+
+def _auth_mode_wanted(authenticated: bool) -> str:
+    """The RAY_AUTH_MODE this run sets: token unless xpay was told --unauthenticated; any other
+    value in the environment is refused rather than silently switching authentication off."""
+    found = os.environ.get(AUTH_MODE_ENV)
+    if authenticated and found is not None and found != "token":
+        raise RayStartRefused(
+            f"xpay keeps Ray's token authentication on unless you pass --unauthenticated;"
+            f" {AUTH_MODE_ENV}={found!r} would switch it off (unset it or set it to token)")
+    return "token" if authenticated else "disabled"
+
+
+def _set_auth_mode(mode: str) -> None:
+    """RAY_AUTH_MODE for this process and the ones Ray starts; Ray's cached configuration is
+    re-read, as Ray itself does when it switches token mode on."""
+    from ray._raylet import Config
+
+    os.environ[AUTH_MODE_ENV] = mode
+    Config.initialize("")
+
+
+def _auth_mode_running() -> str:
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    return "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None,
-              object_store_bytes: int = OBJECT_STORE_BYTES_DEFAULT) -> dict:
-    """Start (or join) Ray once per process; returns a description for the run summary."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
+              object_store_bytes: int = OBJECT_STORE_BYTES_DEFAULT,
+              authenticated: bool = True) -> dict:
+    """Start (or join) Ray once per process; returns a description for the run summary.
+
+    Without an address (nor RAY_ADDRESS) a new local Ray starts even when another cluster
+    runs on this machine; its processes listen on loopback only (see the module docstring)."""
+    address = cluster_address(address)
     if ray.is_initialized():
-        return {"address": "already initialised", "local": address is None}
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        raise RuntimeError("RAY_AUTH_MODE=disabled: xpay keeps Ray's token authentication on")
+        return {"address": "already initialised", "local": address is None,
+                "auth": _auth_mode_running()}
+    _set_auth_mode(_auth_mode_wanted(authenticated))
     if address:
+        check_cluster_address(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
-        return {"address": address, "local": False}
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count(),
-        include_dashboard=False,
-        object_store_memory=object_store_bytes,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=True,
-        configure_logging=True,
-        logging_level="warning",
-    )
-    return {"address": "local", "local": True,
-            "node_ip": ray._private.worker.global_worker.node.node_ip_address, "auth": "token"}
+        info = {"address": address, "local": False}
+    else:
+        _loopback_only()
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=object_store_bytes, _node_ip_address=LOOPBACK,
+                 log_to_driver=True, configure_logging=True, logging_level="warning")
+        info = {"address": "local", "local": True,
+                "node_ip": ray._private.worker.global_worker.node.node_ip_address}
+    info["auth"] = _auth_mode_running()
+    if authenticated and info["auth"] != "token":
+        ray.shutdown()
+        raise RayStartRefused(f"Ray runs with authentication {info['auth']!r}, not token")
+    return info
+
+
+def _loopback_only() -> None:
+    """Make a local Ray keep 127.0.0.1 as its node address, so that every server binds there.
+
+    Ray 2.60 swaps a loopback _node_ip_address for the machine's routable one unless
+    ray_constants.ENABLE_RAY_CLUSTER is false (services.resolve_ip_for_localhost and
+    get_node_ip_address); its gRPC servers, runtime-env agent and autoscaler monitor then bind
+    the node address instead of every interface. The environment variable carries the same
+    setting to the processes Ray starts (read when they import ray)."""
+    from ray._private import ray_constants
+
+    os.environ[SINGLE_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def stop_ray() -> None:

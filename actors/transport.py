@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 ARENA_DIR = "/dev/shm"
+ARENA_MODE = 0o600  # batch data: readable by this user only, whatever the umask
 ARENA_BYTES_MIN = 1 << 20
 ARENA_GROWTH = 1.5
 ALIGN = 64
@@ -56,7 +57,8 @@ class Arena:
         self.close()
         self.size = max(ARENA_BYTES_MIN, int(nbytes * ARENA_GROWTH))
         self.path = os.path.join(ARENA_DIR, f"xpay-{self.tag}-p{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        with open(self.path, "w+b") as f:
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW  # new, never a planted link
+        with os.fdopen(os.open(self.path, flags, ARENA_MODE), "w+b") as f:
             f.truncate(self.size)
             self._map = mmap.mmap(f.fileno(), self.size)
 

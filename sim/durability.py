@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sim.errors import InputRefused
+
 FSYNC_POLICIES = ("off", "call")
 SNAPSHOT_EVERY_CALLS_DEFAULT = 32  # 16 epochs at two calls per epoch
 SNAPSHOTS_KEPT = 2
@@ -61,6 +63,10 @@ ITEM_SCHEMA = pa.schema([
 ])
 
 APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
+
+
+class DataDirRefused(InputRefused):
+    """--data-dir names a folder xpay did not make (exit 2; nothing in it is touched)."""
 
 
 class DurabilityError(RuntimeError):
@@ -491,20 +497,61 @@ def clear_fault_records(folder: Path) -> None:
             path.unlink()
 
 
+DATA_DIR_MARKER = "XPAY-DATA-DIR"  # written first into a data dir xpay owns
+DATA_DIR_FOLDERS = ("driver", "shard-")  # the folders xpay makes in it (shard-NNN)
+OWN_PREFIXES = (WAL_PREFIX, SNAPSHOT_PREFIX, FAULT_MARKER_PREFIX, "journal-", "commit-")
+OWN_NAMES = (LOCK_FILE, STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE)
+
+
+def own_file(name: str) -> bool:
+    """Whether a file name in a shard or driver folder is one xpay writes (sim.journal too)."""
+    return name in OWN_NAMES or name.startswith(OWN_PREFIXES)
+
+
+def claim_data_dir(data_dir) -> None:
+    """Make data_dir xpay's, or refuse it: a new or empty folder gets the marker file; a folder
+    with the marker is xpay's; anything else is refused (DataDirRefused), and so is a marked
+    folder holding a file xpay does not write. Nothing is deleted here."""
+    root = Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / DATA_DIR_MARKER
+    if not marker.is_file():
+        stranger = next(iter(sorted(root.iterdir())), None)
+        if stranger is not None:
+            raise DataDirRefused(f"--data-dir {root}: holds {stranger.name} and no {DATA_DIR_MARKER}"
+                                 " marker; xpay only uses an empty folder or one it made")
+        marker.write_text("written by xpay: shard logs, snapshots and the driver journal\n")
+    for entry in sorted(root.iterdir()):
+        if entry.name == DATA_DIR_MARKER:
+            continue
+        if not entry.is_dir() or not entry.name.startswith(DATA_DIR_FOLDERS):
+            raise DataDirRefused(f"--data-dir {root}: {entry.name} was not written by xpay")
+        foreign = next((p for p in sorted(entry.iterdir()) if not own_file(p.name)), None)
+        if foreign is not None or entry.is_symlink():
+            name = foreign.name if foreign is not None else "(a link)"
+            raise DataDirRefused(f"--data-dir {root}: {entry.name}/{name} was not written by xpay")
+
+
+def remove_own_files(folder: Path) -> None:
+    """An earlier run's files in a shard or driver folder (never the lock, never others)."""
+    for path in Path(folder).iterdir():
+        if path.name != LOCK_FILE and own_file(path.name) and path.is_file():
+            path.unlink()
+
+
 def prepare_data_dir(durability: Durability, shard_count: int, fresh: bool) -> None:
-    """A fresh run starts from empty shard folders (an old run's files would be recovered)."""
+    """A fresh run starts from empty shard folders (an old run's files would be recovered);
+    only a data dir xpay owns is used (claim_data_dir), and only its own files are removed."""
     if durability.data_dir is None:
         return
     root = Path(durability.data_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    claim_data_dir(root)
     if not fresh:
         return
     for folder in root.glob("shard-*"):
         lock = FolderLock(folder, holder="a shard process of an earlier run")
         try:
-            for path in folder.iterdir():
-                if path.name != LOCK_FILE:
-                    path.unlink()
+            remove_own_files(folder)
         finally:
             lock.release()
     for s in range(shard_count):

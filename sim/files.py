@@ -38,6 +38,7 @@ from sim.columns import (
 )
 from sim.constants import ACCOUNT_FLAGS_KNOWN
 from sim.errors import InputRefused
+from sim.parquet_pages import count_problem
 
 _ARROW_TYPES = {
     np.dtype(np.uint64): pa.uint64(),
@@ -114,6 +115,16 @@ def _check_columns(path, found: pa.Schema, expected: pa.Schema) -> None:
             raise _refuse(path, f"column {field.name}: expected {field.type}, found {found_type}")
 
 
+def _check_row_counts(path, metadata) -> None:
+    """The footer's row counts against the page headers (a lying footer drops rows silently)."""
+    try:
+        problem = count_problem(path, metadata)
+    except Exception as exc:  # a page header that cannot be parsed
+        raise _refuse(path, f"corrupt Parquet data ({exc})") from None
+    if problem is not None:
+        raise _refuse(path, f"metadata and data disagree: {problem}")
+
+
 def _read_columns(path, expected: pa.Schema) -> dict:
     """The file's columns (name -> ChunkedArray) in spec order, type-checked and free of nulls."""
     with _open(path) as parquet:
@@ -122,10 +133,14 @@ def _read_columns(path, expected: pa.Schema) -> dict:
         except Exception as exc:  # a footer pyarrow cannot map to Arrow types
             raise _refuse(path, f"not a readable Parquet file ({exc})") from None
         _check_columns(path, found, expected)
+        _check_row_counts(path, parquet.metadata)
         try:
             table = parquet.read(columns=expected.names)
         except Exception as exc:  # truncated or corrupt pages
             raise _refuse(path, f"corrupt Parquet data ({exc})") from None
+        if table.num_rows != parquet.metadata.num_rows:
+            raise _refuse(path, f"the footer says {parquet.metadata.num_rows} rows, the data"
+                                f" holds {table.num_rows}")
     columns = {name: table.column(name) for name in expected.names}
     del table  # the caller may release each column as it converts it
     for field in expected:
@@ -235,12 +250,26 @@ def _write(path, table: pa.Table) -> None:
     os.close(fd)
     try:
         pq.write_table(table, temp, row_group_size=ROW_GROUP_SIZE, **_WRITE_OPTIONS)
-        os.chmod(temp, 0o644)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp made it 0600: the umask decides
         os.replace(temp, final)
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_accounts(path, accounts: Accounts) -> None:
@@ -284,7 +313,7 @@ class WorkloadWriter:
         if self._buffered or self.rows == 0:
             self._flush(self._buffered)
         self._writer.close()
-        os.chmod(self.temp, 0o644)
+        os.chmod(self.temp, 0o666 & ~current_umask())
         os.replace(self.temp, self.final)
 
     def abort(self) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sim.durability import LOCK_FILE, DurabilityError, FolderLock, ITEM_SCHEMA, fsync_dir, batch_values, items_batch, read_segment
+from sim.durability import LOCK_FILE, DurabilityError, remove_own_files, FolderLock, ITEM_SCHEMA, fsync_dir, batch_values, items_batch, read_segment
 from sim.shard_state import CommitPayload
 
 JOURNAL_PREFIX, JOURNAL_SUFFIX = "journal-", ".arrows"
@@ -72,9 +72,7 @@ class DriverJournal:
         """A fresh run (resumed None) removes an earlier run's journal; a resumed one keeps it
         and appends to a new segment (a torn last record of the old one is ignored)."""
         if resumed is None:
-            for path in self.folder.iterdir():
-                if path.name != LOCK_FILE:
-                    path.unlink()
+            remove_own_files(self.folder)
         else:
             self._audit_written = len(resumed.audit)
             self.last_index = resumed.last_index

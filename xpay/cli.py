@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import decimal
-import os
 import sys
 import time
 import traceback
@@ -24,7 +23,6 @@ from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, SHARD_COUNT_MAX, SHARD_COUN
 from sim.errors import InputRefused, XpayError
 from xpay.malloc_policy import keep_freed_memory
 
-OUTPUT_FILES = ("results.parquet", "balances.parquet", "summary.json")
 RUNS_DIR_DEFAULT = Path("runs")
 
 
@@ -57,6 +55,14 @@ def _version() -> str:
 
     commit = versions().get("git_commit")
     return importlib.metadata.version("xpay-sim") + (f" (commit {commit})" if commit else "")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a bad command line with one line (exit 2), not a usage block."""
+
+    def error(self, message: str):
+        _say(f"{message} (see {self.prog} --help)")
+        raise SystemExit(2)
 
 
 def _say(message: str) -> None:
@@ -104,6 +110,16 @@ def _rate(text: str) -> float:
     return value
 
 
+WINDOW_EPOCHS_MAX = 2**63 - 1  # epochs are uint64; the window is compared as int64 too
+
+
+def _window_epochs(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= WINDOW_EPOCHS_MAX:
+        raise argparse.ArgumentTypeError(f"window epochs(={value}) must be in 0..2**63-1")
+    return value
+
+
 def _nonnegative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -114,10 +130,13 @@ def _nonnegative(text: str) -> int:
 def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
     p.add_argument("--shards", type=_shards, default=shards_default,
                    help=f"shard actors, {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX} (default {shards_default})")
-    p.add_argument("--window-epochs", type=int, default=IDEMPOTENCY_WINDOW_EPOCHS,
+    p.add_argument("--window-epochs", type=_window_epochs, default=IDEMPOTENCY_WINDOW_EPOCHS,
                    help=f"idempotency window in epochs (default {IDEMPOTENCY_WINDOW_EPOCHS})")
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray, token auth on)")
+    p.add_argument("--unauthenticated", action="store_true",
+                   help="run Ray without token authentication (RAY_AUTH_MODE=disabled); without"
+                        " it any RAY_AUTH_MODE other than token is refused")
     p.add_argument("--in-process", action="store_true",
                    help="run every shard in this process without Ray (one core's baseline)")
     p.add_argument("--rate", type=_rate, default=None, metavar="R",
@@ -154,7 +173,7 @@ def _engine_options(p: argparse.ArgumentParser, shards_default: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpay", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = _Parser(prog="xpay", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", allow_abbrev=False, help="run a workload file through the sharded engine")
@@ -241,7 +260,16 @@ def _options(args):
                       snapshot_every_epochs=args.snapshot_every, kill_shards=args.kill_shards,
                       fault_seed=args.fault_seed, delay_batches=args.delay_batches,
                       duplicate_batches=args.duplicate_batches, stale_batches=args.stale_batches,
-                      rate=args.rate)
+                      rate=args.rate, authenticated=not args.unauthenticated)
+
+
+def _check_ray(args) -> None:
+    """Refuse a bad RAY_AUTH_MODE and fail on an unreachable cluster before any work is done."""
+    if args.in_process:
+        return
+    from actors.ray_hosts import check_ray_settings
+
+    check_ray_settings(args.address, authenticated=not args.unauthenticated)
 
 
 def _replay(args) -> int:
@@ -250,6 +278,7 @@ def _replay(args) -> int:
 
     started = time.perf_counter()
     try:
+        _check_ray(args)
         _check_replay_memory(args.accounts, args.workload)
         accounts = files.read_accounts(args.accounts)
         transfers = files.read_workload(args.workload)
@@ -341,6 +370,7 @@ def _run(args) -> int:
         return _resume(args)
     out = args.out or RUNS_DIR_DEFAULT / f"{Path(args.scenario).stem}-seed{args.seed}"
     options = _options(args)
+    _check_ray(args)
     source, accounts, transfers, generate_seconds = _workload(args)
     _write_workload(out, accounts, transfers, source, args)
     data_dir = options.durability(out).data_dir
@@ -414,6 +444,7 @@ def _resume(args) -> int:
 
     folder = args.resume
     saved = _read_run_toml(folder)
+    _check_ray(args)
     for key in RUN_TOML_KEYS:
         setattr(args, key, saved[key])
     started = time.perf_counter()
@@ -513,10 +544,10 @@ def _finish(summary: dict, out: Path, args) -> int:
 
 def _remove_outputs(out: Path) -> None:
     """A refused input leaves no results behind, not even an earlier run's."""
-    for name in OUTPUT_FILES:
-        path = Path(out) / name
-        if path.exists():
-            os.unlink(path)
+    from xpay.runner import remove_outputs
+
+    if Path(out).is_dir():
+        remove_outputs(Path(out))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sim import files
 from sim.columns import Accounts, Transfers
 from sim.constants import CODE_NAMES, IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
-from sim.errors import BalanceOverflowError, InvariantViolation
+from sim.errors import BalanceOverflowError, InputRefused, InvariantViolation
 from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
 from xpay import progress
@@ -55,6 +55,7 @@ class RunOptions:
     stale_batches: int = 0
     crash_driver_after: int | None = None  # fault injection: the driver dies after this epoch index
     rate: float | None = None  # offered rows per wall second (open loop); None: as fast as possible
+    authenticated: bool = True  # False only with --unauthenticated: Ray without token auth
 
     @property
     def faulty(self) -> bool:
@@ -72,15 +73,25 @@ class RunOptions:
 DRIVER_CRASH_EXIT_STATUS = 75  # --crash-driver-after: the driver's injected death
 
 
+OUTPUT_FILES = ("results.parquet", "balances.parquet", "audit.parquet", "epochs.parquet",
+                "latency.parquet", "summary.json")
+REPORT_OUTPUTS = ("report.html", "plots")  # drawn from the outputs after the run (xpay.html_report)
+
+
 def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: RunOptions,
            read_seconds: float = 0.0, configuration: dict | None = None, resume: bool = False) -> dict:
-    """Run transfers through the sharded engine; write results, balances and summary.
+    """Run transfers through the sharded engine; write results, balances, audit and summary.
 
     With a data dir the driver journals every epoch (sim.journal); resume=True continues from
-    the journal's last epoch (the shards roll back to it) instead of starting afresh.
+    the journal's last epoch (the shards roll back to it) instead of starting afresh. An
+    earlier run's outputs in out_dir are removed first; the new ones are written into a
+    temporary folder beside it and moved in only once all are written, so out_dir never mixes
+    two runs, and a run that stops leaves summary.json saying completed: false and no results.
     """
+    check_ledger_count(accounts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_outputs(out_dir)
     started = time.perf_counter()
     journal, resumed = _open_journal(options, out_dir, resume)
     try:
@@ -115,12 +126,50 @@ def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: Run
     summary.update(fault_info)
     summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds,
                    strict_serial_divergence=divergence, strict_serial_seconds=strict_seconds)
-    files.write_results(out_dir / "results.parquet", transfers.id, result.status, transfers.epoch)
-    files.write_balances(out_dir / "balances.parquet", result.balances)
-    write_audit(out_dir / "audit.parquet", result.metrics.audit)
-    write_timeline(out_dir, result.metrics.timeline)
-    _write_json(out_dir / "summary.json", summary)
+    _write_outputs(out_dir, transfers, result, summary)
     return summary
+
+
+def check_ledger_count(accounts: Accounts) -> None:
+    """Refuse (exit 2, before Ray starts) more distinct ledgers than a shard has slots for."""
+    from sim.shard_state import LEDGER_SLOTS_MAX
+
+    count = len(np.unique(accounts.ledger))
+    if count > LEDGER_SLOTS_MAX:
+        raise InputRefused(f"accounts: {count} distinct ledgers; this engine handles at most"
+                           f" {LEDGER_SLOTS_MAX} (a shard keeps a ledger's slot in one byte)")
+
+
+def remove_outputs(out_dir: Path) -> None:
+    """An earlier run's outputs and report: never left beside a new run's."""
+    import shutil
+
+    for name in OUTPUT_FILES + REPORT_OUTPUTS:
+        path = Path(out_dir) / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        elif name == "plots" and path.is_dir():
+            shutil.rmtree(path)
+
+
+def _write_outputs(out_dir: Path, transfers: Transfers, result: EngineResult, summary: dict) -> None:
+    """All four files into a fresh folder beside out_dir, then each renamed into out_dir
+    (summary.json last: its presence with completed: true means the others are complete)."""
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        files.write_results(staging / "results.parquet", transfers.id, result.status, transfers.epoch)
+        files.write_balances(staging / "balances.parquet", result.balances)
+        write_audit(staging / "audit.parquet", result.metrics.audit)
+        write_timeline(staging, result.metrics.timeline)
+        _write_json(staging / "summary.json", summary)
+        for name in OUTPUT_FILES:
+            if (staging / name).exists():  # latency.parquet: open-loop runs only
+                os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
@@ -134,9 +183,10 @@ def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
         if resume:
             raise ValueError("nothing to resume from: the run had no data dir")
         return None, None
-    from sim.durability import clear_fault_records, truncate_after
+    from sim.durability import claim_data_dir, clear_fault_records, truncate_after
     from sim.journal import DriverJournal, calls_through, load
 
+    claim_data_dir(durability.data_dir)  # before the journal writes anything there
     journal = DriverJournal(durability.data_dir, durability.fsync)  # locks the data dir
     try:
         resumed = load(durability.data_dir, options.shards) if resume else None
@@ -188,7 +238,7 @@ def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, 
     calls = 2 * len(transfers.epoch_bounds()) + 1
     plan = FaultPlan.draw(options.fault_seed, options.shards, calls, options.kill_shards,
                           options.delay_batches, options.duplicate_batches, options.stale_batches)
-    ray_info = start_ray(options.address)
+    ray_info = start_ray(options.address, authenticated=options.authenticated)
     hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan,
                      fresh=fresh)
     info = {"transport": hosts.transport, "ray": ray_info,
@@ -335,8 +385,7 @@ def write_timeline(out_dir: Path, timeline: EpochTimeline) -> None:
     (out_dir / "epochs.parquet.tmp").replace(out_dir / "epochs.parquet")
     latency_path = out_dir / "latency.parquet"
     if timeline.pacer is None:
-        latency_path.unlink(missing_ok=True)  # a closed-loop run has no payment latency
-        return
+        return  # a closed-loop run has no payment latency
     buckets = timeline.latency.buckets()
     kinds = ["all" if code < 0 else CODE_NAMES.get(int(code), f"code_{code}") for code in buckets["code"]]
     table = pa.table({"kind": pa.array(kinds, pa.string()), "code": buckets["code"],
