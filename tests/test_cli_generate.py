@@ -138,14 +138,12 @@ def test_run_runs_quick_resized(tmp_path):
 
 
 def test_run_toml_carries_the_size_overrides(tmp_path):
-    import argparse
-
-    from xpay.cli import RUN_TOML_KEYS, _read_run_toml, _write_run_toml
+    from xpay.run_folder import RUN_TOML_KEYS, read_run_toml, write_run_toml
 
     values = {key: None for key in RUN_TOML_KEYS}
     values.update(scenario="mature", seed=3, scale=0.25, days=2, epoch_seconds=1800.0, shards=2,
-                  window_epochs=16, fsync="off", snapshot_every=4)
-    _write_run_toml(tmp_path, argparse.Namespace(**values), str(tmp_path / "data"))
-    saved = _read_run_toml(tmp_path)
+                  window_epochs=16, fsync="off", snapshot_every=4, data_dir=str(tmp_path / "data"))
+    write_run_toml(tmp_path, values)
+    saved = read_run_toml(tmp_path)
     assert {k: saved[k] for k in ("scale", "days", "epoch_seconds", "users", "epochs")} == {
         "scale": 0.25, "days": 2, "epoch_seconds": 1800.0, "users": None, "epochs": None}

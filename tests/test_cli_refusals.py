@@ -80,10 +80,10 @@ def test_malformed_file_is_refused(tmp_path, capsys, case):
 
 
 def test_replay_too_big_for_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
-    import xpay.cli as cli
+    import xpay.app as app
 
     write_good(tmp_path)
-    monkeypatch.setattr(cli, "_available_memory_bytes", lambda: 1024)
+    monkeypatch.setattr(app, "available_memory_bytes", lambda: 1024)
     status = main(["replay", "--accounts", str(tmp_path / "accounts.parquet"), "--workload",
                    str(tmp_path / "workload.parquet"), "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 2

@@ -8,5 +8,22 @@ The layers, lowest first (``tests/test_layers.py`` holds every import to them):
     xpay/        the application: command line, runner, run folder, reports
     benchmarks/, notebooks/   entry points that call the layers below
 
-Importing this package is cheap: the command line imports what a command needs when it runs.
+The public Python API is this package: ``xpay.run``, ``xpay.replay``, ``xpay.sweep``,
+``xpay.load_run`` (see `xpay.api` and `xpay.runs`). Importing the package is cheap: the
+command line and the API import what a call needs when it runs.
 """
+
+__all__ = ["run", "replay", "sweep", "load_run", "shutdown", "Run"]
+
+
+def __getattr__(name: str):
+    """The public API (xpay.api), imported on first use so `import xpay` stays cheap."""
+    if name in ("run", "replay", "sweep", "shutdown"):
+        from xpay import api
+
+        return getattr(api, name)
+    if name in ("load_run", "Run"):
+        from xpay import runs
+
+        return getattr(runs, name)
+    raise AttributeError(f"module 'xpay' has no attribute {name!r}")

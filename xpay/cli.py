@@ -206,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="the workload's clock for the hourly curve and bursts (default: from"
                                " DIR/workload.toml, written by xpay generate/run, else 1)")
     describe.set_defaults(handler=_describe)
+    _sweep_parser(sub)
     report = sub.add_parser("report", allow_abbrev=False, help="write DIR/report.html and DIR/plots/*.png for a run folder")
     report.add_argument("folder", type=Path, metavar="DIR", help="a run folder (holds summary.json)")
     report.set_defaults(handler=_report)
@@ -216,6 +217,49 @@ def _parser() -> argparse.ArgumentParser:
                          help="folder for report.html and plots/ (default runs/compare-A-vs-B)")
     compare.set_defaults(handler=_compare)
     return parser
+
+
+def _sweep_parser(sub) -> None:
+    sweep = sub.add_parser("sweep", allow_abbrev=False,
+                           help="a grid of runs (shards x size x epoch length x seeds, repeats) in one"
+                                " Ray session: sweep.parquet, cells.parquet with 95%% CIs, plots")
+    sweep.add_argument("--scenario", default="quick", help="scenario name or TOML file (default quick)")
+    sweep.add_argument("--shards", type=_shards, nargs="+", default=[1, 2, 4], metavar="K",
+                       help="shard counts (default 1 2 4)")
+    sweep.add_argument("--users", type=count, nargs="+", default=[None], metavar="N",
+                       help="user counts (100k, 1.5M understood; default: the scenario's)")
+    sweep.add_argument("--scale", type=float, nargs="+", default=[None], metavar="F",
+                       help="scale factors instead of --users")
+    sweep.add_argument("--epoch-seconds", type=float, nargs="+", default=[None], metavar="S",
+                       help="model seconds per epoch (default: the scenario's)")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[1], metavar="S", help="seeds (default 1)")
+    sweep.add_argument("--repeats", type=_positive, default=1, help="runs per cell and seed (default 1)")
+    sweep.add_argument("--rate", type=_rate, default=None, metavar="R",
+                       help="offer R rows a wall second in every run (open loop)")
+    sweep.add_argument("--in-process", action="store_true", help="shards in this process, no Ray")
+    sweep.add_argument("--no-strict-serial", action="store_true", help="skip the divergence measurement")
+    sweep.add_argument("--no-warm-up", action="store_true", help="record the first run too")
+    sweep.add_argument("--out", type=Path, default=RUNS_DIR_DEFAULT / "sweep", help="sweep folder")
+    sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar on stderr (default: when stderr is a terminal)")
+    sweep.set_defaults(handler=_sweep)
+
+
+def _sweep(args) -> int:
+    from xpay.api import sweep
+
+    try:
+        done = sweep(args.scenario, shards=args.shards, users=args.users, scale=args.scale,
+                     epoch_seconds=args.epoch_seconds, seeds=args.seeds, repeats=args.repeats,
+                     out=args.out, rate=args.rate, in_process=args.in_process,
+                     strict_serial=not args.no_strict_serial, warm_up=not args.no_warm_up,
+                     progress=args.progress)
+    except ValueError as error:
+        raise InputRefused(str(error)) from None
+    columns = ["shards", "users", "scale", "epoch_seconds", "runs", "rows_per_s_mean", "rows_per_s_ci95"]
+    print(done.cells[columns].to_string(index=False))
+    _say(f"sweep: {len(done.runs)} runs -> {done.folder} (sweep.parquet, cells.parquet, plots/)")
+    return 0
 
 
 def _scenario_options(p: argparse.ArgumentParser) -> None:
@@ -263,188 +307,32 @@ def _options(args):
                       rate=args.rate, authenticated=not args.unauthenticated)
 
 
-def _check_ray(args) -> None:
-    """Refuse a bad RAY_AUTH_MODE and fail on an unreachable cluster before any work is done."""
-    if args.in_process:
-        return
-    from actors.ray_hosts import check_ray_settings
-
-    check_ray_settings(args.address, authenticated=not args.unauthenticated)
-
-
 def _replay(args) -> int:
-    from sim import files
-    from xpay.runner import replay
+    from xpay.app import replay_files
 
-    started = time.perf_counter()
-    try:
-        _check_ray(args)
-        _check_replay_memory(args.accounts, args.workload)
-        accounts = files.read_accounts(args.accounts)
-        transfers = files.read_workload(args.workload)
-    except InputRefused:
-        _remove_outputs(args.out)
-        raise
-    read_seconds = time.perf_counter() - started
-    configuration = {"command": "replay", "accounts_path": str(args.accounts), "workload_path": str(args.workload)}
-    summary = replay(accounts, transfers, args.out, _options(args), read_seconds, configuration)
+    summary = replay_files(args.accounts, args.workload, _options(args), args.out)
     return _finish(summary, args.out, args)
 
 
-def _workload(args):
-    """The scenario's source, materialised: (source, accounts, transfers, generate seconds)."""
-    from workloads.base import materialize
-    from workloads.registry import build_workload
-
-    started = time.perf_counter()
-    source = build_workload(args.scenario, args.seed, _resize(args))
-    _check_memory(args.scenario, source)
-    accounts, transfers = materialize(source)
-    return source, accounts, transfers, time.perf_counter() - started
-
-
-# Bytes a materialised run holds per row (columns, a concatenation copy, results and
-# routing) and per account (columns, the shards, balances out), measured loosely on quick.
-RUN_BYTES_PER_ROW = 200
-RUN_BYTES_PER_ACCOUNT = 120
-
-
-def _check_memory(name: str, source) -> None:
-    """Refuse, before generating, a scenario whose materialised run cannot fit in memory."""
-    rows = source.expected_row_count()
-    need = rows * RUN_BYTES_PER_ROW + source.account_count * RUN_BYTES_PER_ACCOUNT
-    have = _available_memory_bytes()
-    if have is not None and need > 0.8 * have:
-        raise InputRefused(
-            f"scenario {name}: about {source.account_count:,} accounts and {rows:,.0f} rows need"
-            f" about {need / 2**30:.0f} GiB materialised; this machine has {have / 2**30:.0f} GiB"
-            " available (run it on a bigger machine or a Ray cluster, or resize it: --users,"
-            " --scale, --days)")
-
-
-def _check_replay_memory(accounts_path: Path, workload_path: Path) -> None:
-    """Refuse, before reading anything, files whose run cannot fit in memory (row counts from
-    the Parquet footers; unreadable files are left to the strict readers)."""
-    import pyarrow.parquet as pq
-
-    try:
-        accounts = pq.ParquetFile(accounts_path).metadata.num_rows
-        rows = pq.ParquetFile(workload_path).metadata.num_rows
-    except Exception:
-        return
-    need = rows * RUN_BYTES_PER_ROW + accounts * RUN_BYTES_PER_ACCOUNT
-    have = _available_memory_bytes()
-    if have is not None and need > 0.8 * have:
-        raise InputRefused(
-            f"{workload_path}: {accounts:,} accounts and {rows:,} rows need about {need / 2**30:.0f} GiB"
-            f" in memory; this machine has {have / 2**30:.0f} GiB available (run it on a bigger"
-            " machine or a Ray cluster, or split the workload)")
-
-
-def _available_memory_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _write_workload(out: Path, accounts, transfers, source, args) -> None:
-    from sim import files
-    from workloads.describe import CLOCK_FILE, write_clock
-
-    out.mkdir(parents=True, exist_ok=True)
-    files.write_accounts(out / "accounts.parquet", accounts)
-    files.write_workload(out / "workload.parquet", transfers)
-    write_clock(out / CLOCK_FILE, args.scenario, args.seed, source.model_seconds_per_sim_second,
-                source.funding_epoch_count)
-
-
 def _run(args) -> int:
-    from xpay.runner import replay
+    from xpay.app import run_scenario
 
     if args.resume is not None:
         return _resume(args)
-    out = args.out or RUNS_DIR_DEFAULT / f"{Path(args.scenario).stem}-seed{args.seed}"
-    options = _options(args)
-    _check_ray(args)
-    source, accounts, transfers, generate_seconds = _workload(args)
-    _write_workload(out, accounts, transfers, source, args)
-    data_dir = options.durability(out).data_dir
-    _write_run_toml(out, args, None if data_dir is None else str(Path(data_dir).resolve()))
-    configuration = {"command": "run", "scenario": args.scenario, "seed": args.seed,
-                     "workload": source.configuration(),
-                     "generate_seconds": generate_seconds}
-    print(f"xpay run: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
-          f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
-    summary = replay(accounts, transfers, out, options, 0.0, configuration)
+    summary, out = run_scenario(args.scenario, args.seed, _resize(args), _options(args), args.out,
+                                args.fsync, args.snapshot_every)
     return _finish(summary, out, args)
-
-
-RUN_TOML = "run.toml"
-# run.toml: what `xpay run --resume DIR` needs to continue a run: key -> (type, required)
-RUN_TOML_KEYS = {
-    "scenario": (str, True), "seed": (int, True), "users": (int, False), "scale": (float, False),
-    "days": (int, False), "epochs": (int, False), "epoch_seconds": (float, False),
-    "shards": (int, True), "window_epochs": (int, True),
-    "data_dir": (str, False), "fsync": (str, True), "snapshot_every": (int, True),
-}
-
-
-def _write_run_toml(out: Path, args, data_dir: str | None) -> None:
-    """The run's settings, for --resume (written after the workload files are complete)."""
-    import json
-
-    values = {"scenario": args.scenario, "seed": args.seed, "users": args.users, "scale": args.scale,
-              "days": args.days, "epochs": args.epochs, "epoch_seconds": args.epoch_seconds,
-              "shards": args.shards, "window_epochs": args.window_epochs,
-              "data_dir": data_dir, "fsync": args.fsync, "snapshot_every": args.snapshot_every}
-    lines = ["# written by xpay run; read by xpay run --resume"]
-    for key, value in values.items():
-        if value is not None:
-            lines.append(f"{key} = {json.dumps(value)}")
-    tmp = out / (RUN_TOML + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out / RUN_TOML)
-
-
-def _read_run_toml(folder: Path) -> dict:
-    import tomllib
-
-    path = folder / RUN_TOML
-    if not path.exists():
-        raise InputRefused(f"{path}: no such file; --resume continues a folder written by xpay run")
-    try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise InputRefused(f"{path}: not valid TOML ({error})") from None
-    for key in values:
-        if key not in RUN_TOML_KEYS:
-            raise InputRefused(f"{path}: unknown key {key!r}")
-    for key, (kind, required) in RUN_TOML_KEYS.items():
-        if key not in values:
-            if required:
-                raise InputRefused(f"{path}: key {key!r} is missing")
-            values[key] = None
-        elif kind is float and isinstance(values[key], int) and not isinstance(values[key], bool):
-            values[key] = float(values[key])
-        elif not isinstance(values[key], kind) or isinstance(values[key], bool):
-            raise InputRefused(f"{path}: key {key!r} must be a {kind.__name__}")
-    if values["data_dir"] is None:
-        raise InputRefused(f"{path}: the run had no data dir (--data-dir), so there is nothing to resume from")
-    return values
 
 
 def _resume(args) -> int:
     from sim import files
+    from xpay.app import check_ray
+    from xpay.run_folder import RUN_TOML_KEYS, read_run_toml
     from xpay.runner import replay
 
     folder = args.resume
-    saved = _read_run_toml(folder)
-    _check_ray(args)
+    saved = read_run_toml(folder)
+    check_ray(_options(args))
     for key in RUN_TOML_KEYS:
         setattr(args, key, saved[key])
     started = time.perf_counter()
@@ -540,14 +428,6 @@ def _finish(summary: dict, out: Path, args) -> int:
         _say(f"an invariant broke: {first}")
         return 1
     return 0
-
-
-def _remove_outputs(out: Path) -> None:
-    """A refused input leaves no results behind, not even an earlier run's."""
-    from xpay.runner import remove_outputs
-
-    if Path(out).is_dir():
-        remove_outputs(Path(out))
 
 
 if __name__ == "__main__":

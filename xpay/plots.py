@@ -106,7 +106,7 @@ def status_mix_by_kind(run: Run):
 
 def arrivals_against_curve(run: Run, expected_share: np.ndarray | None):
     """Rows per model hour of day against the scenario's rate curve (shares of the day)."""
-    hourly = run.summary.get("workload_hourly")
+    hourly = run.summary.get("configuration", {}).get("workload_hourly")
     if hourly is None:
         raise PlotUnavailable("no hourly arrival counts in summary.json (a replay without a"
                               " scenario, or an older run)")

@@ -107,8 +107,7 @@ def run_row(cell: dict, seed: int, repeat: int, summary: dict, folder: Path) -> 
 def cell_statistics(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell: mean, sd, n and the 95% CI half-width of each figure (NaN where n < 2)."""
     keys = list(GRID_KEYS)
-    grouped = runs.groupby([runs[k].astype(object).fillna("scenario") for k in keys], sort=False,
-                           dropna=False)
+    grouped = runs.groupby(keys, sort=False, dropna=False)  # None (the scenario's own) is a key
     rows = []
     for cell, frame in grouped:
         row = dict(zip(keys, cell))
@@ -131,7 +130,7 @@ def plot_throughput(cells: pd.DataFrame, path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=FIGURE_SIZE, layout="constrained")
     for (users, scale, epoch_seconds), frame in cells.groupby(["users", "scale", "epoch_seconds"],
-                                                              sort=False):
+                                                              sort=False, dropna=False):
         frame = frame.sort_values("shards")
         label = f"users {users}, scale {scale}, epoch {epoch_seconds} s"
         axis.errorbar(frame["shards"], frame["rows_per_s_mean"],
@@ -167,7 +166,10 @@ def run_grid(grid: Grid, out: Path, run_one: RunOne, on_run: Callable[[int, int]
     the warm-up run first (discarded). Returns sweep.parquet's rows."""
     cells = grid.cells()
     if grid.warm_up:
+        import shutil
+
         run_one(cells[0], grid.seeds[0], out / "warm-up")
+        shutil.rmtree(out / "warm-up")  # discarded: it paid for start-up and the kernels' load
     rows = []
     total = len(cells) * len(grid.seeds) * grid.repeats
     for number, (cell, seed, repeat) in enumerate(itertools.product(
@@ -178,3 +180,64 @@ def run_grid(grid: Grid, out: Path, run_one: RunOne, on_run: Callable[[int, int]
         if on_run is not None:
             on_run(number + 1, total)
     return pd.DataFrame(rows)
+
+
+@dataclass
+class Sweep:
+    """A finished sweep: one row per run (`runs`), per-cell statistics (`cells`), its folder."""
+
+    folder: Path
+    runs: pd.DataFrame
+    cells: pd.DataFrame
+
+    def __repr__(self) -> str:
+        return f"Sweep({str(self.folder)!r}, {len(self.runs)} runs in {len(self.cells)} cells)"
+
+
+class _Workloads:
+    """Each (users, scale, epoch_seconds, seed) generated once, written under the sweep folder
+    (so every run folder can name its inputs) and kept while its cells run."""
+
+    def __init__(self, grid: Grid, folder: Path):
+        self.grid, self.folder, self.cache = grid, folder, {}
+
+    def get(self, cell: dict, seed: int):
+        from workloads.scenario import Resize
+        from xpay.app import scenario_workload, write_workload
+
+        key = (cell["users"], cell["scale"], cell["epoch_seconds"], seed)
+        if key not in self.cache:
+            if len(self.cache) >= len(self.grid.seeds):
+                self.cache.pop(next(iter(self.cache)))
+            size = Resize(users=cell["users"], scale=cell["scale"], epoch_seconds=cell["epoch_seconds"])
+            source, accounts, transfers, _ = scenario_workload(self.grid.scenario, seed, size)
+            name = "-".join(f"{k}{v}" for k, v in zip(("users", "scale", "epoch"), key[:3]) if v is not None)
+            where = self.folder / "workloads" / f"{name or 'scenario'}-seed{seed}"
+            write_workload(where, accounts, transfers, source, self.grid.scenario, seed)
+            self.cache[key] = (accounts, transfers, where)
+        return self.cache[key]
+
+
+def execute(grid: Grid, out: Path, progress: bool | None = None) -> Sweep:
+    """Run the grid (one Ray session for all runs) and write the sweep's files."""
+    from xpay import progress as shown
+    from xpay.report import hardware, versions
+    from xpay.runner import RunOptions, replay
+
+    workloads = _Workloads(grid, out)
+    visible = shown.show(progress)
+
+    def run_one(cell: dict, seed: int, folder: Path) -> tuple[dict, Path]:
+        accounts, transfers, inputs = workloads.get(cell, seed)
+        options = RunOptions(shards=cell["shards"], rate=grid.rate, in_process=grid.in_process,
+                             progress=False, **grid.options)
+        configuration = {"command": "sweep", "scenario": grid.scenario, "seed": seed,
+                         "accounts_path": str((inputs / "accounts.parquet").resolve()),
+                         "workload_path": str((inputs / "workload.parquet").resolve())}
+        return replay(accounts, transfers, folder, options, 0.0, configuration), folder
+
+    total = len(grid.cells()) * len(grid.seeds) * grid.repeats
+    with shown.bar(total=total, unit="run", desc="sweep", disable=not visible) as bar:
+        runs = run_grid(grid, out, run_one, on_run=lambda done, _: bar.update(1))
+    cells = write_sweep(out, grid, runs, {"versions": versions(), "hardware": hardware()})
+    return Sweep(folder=out, runs=runs, cells=cells)
