@@ -13,12 +13,12 @@ The public Python API is this package: ``xpay.run``, ``xpay.replay``, ``xpay.swe
 command line and the API import what a call needs when it runs.
 """
 
-__all__ = ["run", "replay", "sweep", "load_run", "shutdown", "Run"]
+__all__ = ["run", "replay", "sweep", "plain_workload", "load_run", "shutdown", "Run"]
 
 
 def __getattr__(name: str):
     """The public API (xpay.api), imported on first use so `import xpay` stays cheap."""
-    if name in ("run", "replay", "sweep", "shutdown"):
+    if name in ("run", "replay", "sweep", "plain_workload", "shutdown"):
         from xpay import api
 
         return getattr(api, name)

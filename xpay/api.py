@@ -101,6 +101,27 @@ def sweep(scenario: str = "quick", *, shards=(1, 2, 4), users=(None,), scale=(No
     return execute(grid, Path(out), progress)
 
 
+def plain_workload(out, *, accounts: int, transfers: int, rows_per_epoch: int = 200_000,
+                   zipf: float = 1.2, seed: int = 1) -> tuple[Path, Path]:
+    """Write a plain Zipf P2P workload (funded users, then P2P rows whose senders and receivers
+    follow Zipf(`zipf`); 0 is uniform) as OUT/accounts.parquet and OUT/workload.parquet, for
+    `replay`: the engine's core path without the scenario model's kinds. Streams epoch by
+    epoch; returns the two paths."""
+    import numpy as np
+
+    from sim import files
+    from workloads.plain import PlainP2P
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = PlainP2P(accounts, transfers, rows_per_epoch, zipf, np.random.default_rng(seed))
+    files.write_accounts(out / "accounts.parquet", source.accounts())
+    with files.WorkloadWriter(out / "workload.parquet") as writer:
+        for rows in source.epochs():
+            writer.write(rows)
+    return out / "accounts.parquet", out / "workload.parquet"
+
+
 def shutdown() -> None:
     """Stop the Ray session the calls above started (a new call starts another)."""
     from actors.ray_hosts import stop_ray

@@ -101,6 +101,23 @@ class Run:
         frame["code"] = named_codes(frame["code"])
         return frame
 
+    def describe(self) -> dict:
+        """Realised statistics of the run's workload (`workloads.describe`: mix, amounts,
+        hourly curve, bursts, flags, retries), as plain data."""
+        from workloads.describe import describe_dir
+
+        folder = self._path("workload.parquet").parent
+        if self._path("accounts.parquet").parent != folder:
+            raise FileNotFoundError(f"{self.folder}: the run's accounts and workload files are in"
+                                    " different folders; describe them with workloads.describe")
+        return describe_dir(folder)
+
+    def report(self) -> Path:
+        """Draw report.html and plots/ into the run folder; returns the page's path."""
+        from xpay.html_report import write_report
+
+        return write_report(self.folder)
+
     def _table(self, name: str, writer: str) -> pd.DataFrame:
         path = self._path(name)
         if not path.is_file():
