@@ -42,12 +42,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sim.wire import (
+    APPLIED,
+    BEGIN_EPOCH,
+    COMMIT_PAYLOAD_ARRAYS,
+    DUPLICATE,
+    SEQUENCED_CALLS,
+    STALE,
+    CommitPayload,
+)
+
 FSYNC_POLICIES = ("off", "call")
 SNAPSHOT_EVERY_CALLS_DEFAULT = 32  # 16 epochs at two calls per epoch
 SNAPSHOTS_KEPT = 2
 WAL_PREFIX, WAL_SUFFIX = "wal-", ".arrows"
 SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".arrow"
-LOGGED_METHODS = ("begin_epoch", "evaluate", "finish")
 
 ITEM_SCHEMA = pa.schema([
     ("seq", pa.int64()),
@@ -59,9 +68,6 @@ ITEM_SCHEMA = pa.schema([
     ("value", pa.int64()),
     ("data", pa.large_binary()),
 ])
-
-APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
-
 
 class DurabilityError(RuntimeError):
     """The log or snapshots cannot give back a shard's state (a gap, a missing call)."""
@@ -87,8 +93,6 @@ class Durability:
 
 # --- flattening a call's arguments into items -------------------------------------------------
 def _items(value, name: str, out: list) -> None:
-    from sim.shard_state import CommitPayload
-
     if value is None:
         out.append((name, "none", "", [], 0, b""))
     elif isinstance(value, (bool, np.bool_)):
@@ -100,7 +104,7 @@ def _items(value, name: str, out: list) -> None:
         out.append((name, "array", array.dtype.str, list(array.shape), 0, array))
     elif isinstance(value, CommitPayload):
         out.append((name, "commit", "", [], int(value.epoch), b""))
-        for part in ("debit_rows", "credit_rows", "pending_rows", "resolve_rows"):
+        for part in COMMIT_PAYLOAD_ARRAYS:
             _items(getattr(value, part), f"{name}.{part}", out)
     else:
         raise TypeError(f"{name}: cannot log a {type(value).__name__}")
@@ -132,8 +136,6 @@ def items_batch(seq: int, method: str, named: list[tuple[str, object]]) -> pa.Re
 def batch_values(batch: pa.RecordBatch) -> tuple[int, str, list[tuple[str, object]]]:
     """(seq, method, [(name, value)]) of a batch written by items_batch; arrays come back as
     writable copies (the kernels' compiled signatures take writable arrays)."""
-    from sim.shard_state import CommitPayload
-
     if batch.num_rows == 0:
         raise DurabilityError("an empty log record")
     seqs = batch.column("seq").to_numpy()
@@ -164,9 +166,9 @@ def batch_values(batch: pa.RecordBatch) -> tuple[int, str, list[tuple[str, objec
             out.append((names[i], array_at(i)))
             i += 1
         elif kind == "commit":
-            parts = [array_at(i + 1 + p) for p in range(4)]
-            out.append((names[i], CommitPayload(int(values[i]), *parts)))
-            i += 5
+            parts = {part: array_at(i + 1 + p) for p, part in enumerate(COMMIT_PAYLOAD_ARRAYS)}
+            out.append((names[i], CommitPayload(int(values[i]), **parts)))
+            i += 1 + len(COMMIT_PAYLOAD_ARRAYS)
         else:
             raise DurabilityError(f"log item {names[i]!r}: unknown kind {kind!r}")
     return int(seqs[0]), methods[0], out
@@ -365,8 +367,19 @@ class DurableStats:
     recovered: bool = False
 
 
+def _no_fault(point: str, seq: int, method: str) -> None:
+    """The fault point of a replayed call: replay never injects faults."""
+
+
 class DurableShard:
-    """A ShardState behind sequence numbers, a write-ahead log and snapshots."""
+    """A ShardState behind sequence numbers, a write-ahead log and snapshots.
+
+    Fault points: ``fault(point, seq, method)`` is called at "received", "logged", "committed"
+    (begin_epoch only, between its two steps) and "applied" of every applied call; it may
+    kill the process (actors.shard_actor) or raise (tests). Without a hook nothing is called;
+    either way the shard runs the same steps (``_run``), so a planned kill interrupts exactly
+    the code that runs without faults. Replay at recovery runs the same steps, with no hook.
+    """
 
     def __init__(self, state, durability: Durability = Durability(), fault=None):
         """fault(point, seq, method): called at each fault point (fault injection; may exit)."""
@@ -393,16 +406,16 @@ class DurableShard:
             self.stats.snapshot_seq = self.seq
             self.stats.recovered = True
         for seq, method, values in read_log(self.folder, self.seq):
-            self.last_result = getattr(self.state, method)(*values)
+            self.last_result = self._run(seq, method, tuple(values), _no_fault)
             self.seq = seq
             self.stats.replayed += 1
             self.stats.recovered = True
         self.stats.recovery_seconds = time.perf_counter() - started
 
     def apply(self, seq: int, method: str, args: tuple) -> tuple[str, object]:
-        """(APPLIED | DUPLICATE | STALE, result): see the module docstring."""
-        if method not in LOGGED_METHODS:
-            raise ValueError(f"{method} is not a sequenced call")
+        """(APPLIED | DUPLICATE | STALE, answer): see the module docstring."""
+        if method not in SEQUENCED_CALLS:
+            raise ValueError(f"{method} is not a sequenced call (those are {', '.join(SEQUENCED_CALLS)})")
         if seq == self.seq and self.last_result is not None:
             self.stats.duplicates_answered += 1
             return DUPLICATE, self.last_result
@@ -416,20 +429,22 @@ class DurableShard:
         if self.folder is not None:
             self._log(seq, method, args)
         self._point("logged", seq, method)
-        if method == "begin_epoch" and args[0] is not None and self.fault is not None:
-            commit, *rest = args
-            first = self.state.commit(commit)  # the previous epoch's commit, on its own...
-            self._point("committed", seq, method)
-            result = self.state.begin_epoch(None, *rest) if first.get("overflow") is None else first
-            if first.get("overflow") is None:
-                result = {**first, **result}
-        else:
-            result = getattr(self.state, method)(*args)
+        result = self._run(seq, method, args, self._point)
         self.seq = seq
         self.last_result = result
         self.stats.applied += 1
         self._point("applied", seq, method)
         return APPLIED, result
+
+    def _run(self, seq: int, method: str, args: tuple, point) -> object:
+        """The call on the state; begin_epoch as its two steps with the "committed" point
+        between them (ShardState.begin_epoch composes the same two steps)."""
+        if method != BEGIN_EPOCH:
+            return getattr(self.state, method)(*args)
+        commit, *rest = args
+        settled = self.state.settle(commit)
+        point("committed", seq, method)
+        return self.state.open_epoch(settled, *rest)
 
     def _point(self, point: str, seq: int, method: str) -> None:
         if self.fault is not None:
@@ -478,17 +493,6 @@ class DurableShard:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-
-
-# Bookkeeping of fault injection in a shard's folder (actors.shard_actor): counters and markers.
-STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE, FAULT_MARKER_PREFIX = "starts", "self-kills", "died-at", "fault-"
-
-
-def clear_fault_records(folder: Path) -> None:
-    """A resumed run counts its own restarts and fires its own planned kills."""
-    for path in Path(folder).iterdir():
-        if path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE) or path.name.startswith(FAULT_MARKER_PREFIX):
-            path.unlink()
 
 
 def prepare_data_dir(durability: Durability, shard_count: int, fresh: bool) -> None:

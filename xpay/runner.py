@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from sim import files
+from sim.audit import final_invariants, write_audit
 from sim.columns import Accounts, Transfers
 from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
@@ -25,7 +25,6 @@ from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.warmup import warm_up
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
-    final_invariants,
     hardware,
     latency_summary,
     result_digest,
@@ -126,7 +125,8 @@ def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
         if resume:
             raise ValueError("nothing to resume from: the run had no data dir")
         return None, None
-    from sim.durability import clear_fault_records, truncate_after
+    from actors.faults import clear_fault_records
+    from sim.durability import truncate_after
     from sim.journal import DriverJournal, calls_through, load
 
     journal = DriverJournal(durability.data_dir, durability.fsync)  # locks the data dir
@@ -275,26 +275,6 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "versions": versions(),
         "hardware": hardware(),
     }
-
-
-AUDIT_SCHEMA = pa.schema([
-    ("epoch", pa.uint64()), ("ledger", pa.uint32()),
-    ("debits_pending", pa.decimal128(38, 0)), ("debits_posted", pa.decimal128(38, 0)),
-    ("credits_pending", pa.decimal128(38, 0)), ("credits_posted", pa.decimal128(38, 0)),
-    ("double_entry", pa.bool_()), ("overdraft", pa.bool_()),
-])
-
-
-def write_audit(path: Path, audit: list[dict]) -> None:
-    """The invariant time series: per epoch boundary and ledger, exact sums (decimal, since a
-    ledger's total can pass int64) and both verdicts."""
-    import pyarrow.parquet as pq
-
-    columns = {name: [row[name] for row in audit] for name in AUDIT_SCHEMA.names}
-    table = pa.table(columns, schema=AUDIT_SCHEMA)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
 
 
 def all_invariants_held(summary: dict) -> bool:
