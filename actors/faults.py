@@ -34,13 +34,15 @@ DELAY_SECONDS = 0.05
 # DEATH_NOTE, the time of a fault-injected kill, for the next incarnation to report; STARTS_FILE,
 # how many processes have hosted the shard; SELF_KILLS_FILE, how many fault-injected kills
 # happened inside the actor; FAULT_MARKER_PREFIX + "seq-point", a planned kill that fired.
-STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE, FAULT_MARKER_PREFIX = "starts", "self-kills", "died-at", "fault-"
+STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE = "starts", "self-kills", "died-at"
+FAULT_MARKER_PREFIX = "fault-"
 
 
 def clear_fault_records(folder: Path) -> None:
     """A resumed run counts its own restarts and fires its own planned kills."""
     for path in Path(folder).iterdir():
-        if path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE) or path.name.startswith(FAULT_MARKER_PREFIX):
+        counters = path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE)
+        if counters or path.name.startswith(FAULT_MARKER_PREFIX):
             path.unlink()
 
 

@@ -197,7 +197,8 @@ class RayHosts:
             self.report.resent_answered_from_cache += 1
 
     # --- recovery ------------------------------------------------------------------------------
-    def recover(self, s: int, method: str, seq, args: tuple, error: Exception | None = None) -> ShardReply:
+    def recover(self, s: int, method: str, seq, args: tuple,
+                error: Exception | None = None) -> ShardReply:
         """Shard s died with a call in flight: Ray restarts it (its constructor reloads the
         newest snapshot and replays its log), then the call is sent again; its sequence number
         makes that safe whether or not the dead incarnation had logged or applied it."""

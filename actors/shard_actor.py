@@ -141,9 +141,11 @@ class ShardActor:
 
     def _apply(self, method: str, seq: int | None, args: tuple, die_at: str | None) -> ShardReply:
         if method not in SHARD_CALLS:
-            raise ValueError(f"{method!r} is not a shard call (those are {', '.join(sorted(SHARD_CALLS))})")
+            calls = ", ".join(sorted(SHARD_CALLS))
+            raise ValueError(f"{method!r} is not a shard call (those are {calls})")
         if method not in SEQUENCED_CALLS:
-            return ShardReply(READ, self.durable.seq, os.getpid(), getattr(self.state, method)(*args))
+            answer = getattr(self.state, method)(*args)
+            return ShardReply(READ, self.durable.seq, os.getpid(), answer)
         self.durable.fault = _die_at(die_at, self.durable.folder)
         try:
             outcome, result = self.durable.apply(seq, method, args)

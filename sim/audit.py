@@ -32,19 +32,22 @@ DOUBLE_ENTRY, OVERDRAFT = "double_entry", "overdraft"
 
 
 # --- per-ledger sums -----------------------------------------------------------------------------
-def ledger_sums_from_halves(ledger_values: np.ndarray, halves: list[np.ndarray]) -> dict[int, tuple]:
+def ledger_sums_from_halves(ledger_values: np.ndarray,
+                            halves: list[np.ndarray]) -> dict[int, tuple]:
     """ledger -> the four sums as exact Python ints, from [ledger slot, 4, (high, low)] int64
     arrays (one per shard, or one for a set of balances), added together."""
     total = {}
     for slot, ledger in enumerate(np.asarray(ledger_values).tolist()):
         sums = []
         for column in range(len(SUM_FIELDS)):
-            sums.append(sum((int(h[slot, column, 0]) << HALF_BITS) + int(h[slot, column, 1]) for h in halves))
+            sums.append(sum((int(h[slot, column, 0]) << HALF_BITS) + int(h[slot, column, 1])
+                            for h in halves))
         total[int(ledger)] = tuple(sums)
     return total
 
 
-def halves_of_balances(ledger_values: np.ndarray, ledger: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
+def halves_of_balances(ledger_values: np.ndarray, ledger: np.ndarray,
+                       columns: list[np.ndarray]) -> np.ndarray:
     """[ledger slot, 4, (high, low)] halves of the four int64 balance columns, per ledger:
     the form a shard keeps its running sums in (each half sum stays far inside int64)."""
     out = np.zeros((len(ledger_values), len(SUM_FIELDS), 2), np.int64)
@@ -61,7 +64,8 @@ def ledger_sums(balances: Balances) -> dict[int, tuple]:
     """Per-ledger sums of a set of balances (every ledger that has an account)."""
     ledger_values = np.unique(balances.ledger)
     columns = [getattr(balances, name) for name in SUM_FIELDS]
-    return ledger_sums_from_halves(ledger_values, [halves_of_balances(ledger_values, balances.ledger, columns)])
+    halves = halves_of_balances(ledger_values, balances.ledger, columns)
+    return ledger_sums_from_halves(ledger_values, [halves])
 
 
 def ledger_name(ledger: int) -> str:
@@ -85,7 +89,8 @@ def violation(invariant: str, epoch: int | None, message: str) -> dict:
 
 
 # --- checks --------------------------------------------------------------------------------------
-def boundary_audit(epoch: int, sums: dict[int, tuple], overdrawn: list[int]) -> tuple[list[dict], list[dict]]:
+def boundary_audit(epoch: int, sums: dict[int, tuple],
+                   overdrawn: list[int]) -> tuple[list[dict], list[dict]]:
     """(audit rows, violations) of one epoch boundary: double entry on every ledger's running
     sums; overdraft from the keys of the overdrawn accounts the shards reported."""
     rows, found = [], []
@@ -102,22 +107,25 @@ def boundary_audit(epoch: int, sums: dict[int, tuple], overdrawn: list[int]) -> 
     return rows, found
 
 
-def final_invariants(accounts: Accounts, balances: Balances, running_sums: dict[int, tuple]) -> list[dict]:
+def final_invariants(accounts: Accounts, balances: Balances,
+                     running_sums: dict[int, tuple]) -> list[dict]:
     """Double entry and overdraft on the final balances, and agreement with the running sums."""
     problems = []
     recomputed = ledger_sums(balances)
     for ledger, (dp, dpo, cp, cpo) in recomputed.items():
         if dpo != cpo or dp != cp:
-            problems.append(violation(DOUBLE_ENTRY, None,
-                                      f"final balances: double entry broken on ledger {ledger_name(ledger)}"))
+            message = f"final balances: double entry broken on ledger {ledger_name(ledger)}"
+            problems.append(violation(DOUBLE_ENTRY, None, message))
     if recomputed != {int(k): tuple(v) for k, v in running_sums.items()}:
-        problems.append(violation(DOUBLE_ENTRY, None, "final balances disagree with the shards' running sums"))
+        message = "final balances disagree with the shards' running sums"
+        problems.append(violation(DOUBLE_ENTRY, None, message))
     flagged = (accounts.flags & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
     over = flagged & (balances.debits_posted > balances.credits_posted - balances.debits_pending)
     if over.any():
         first = int(np.flatnonzero(over)[0])
-        problems.append(violation(OVERDRAFT, None, f"final balances: {int(over.sum())} accounts overdrawn,"
-                                                   f" first id {int(accounts.id[first])}"))
+        message = (f"final balances: {int(over.sum())} accounts overdrawn,"
+                   f" first id {int(accounts.id[first])}")
+        problems.append(violation(OVERDRAFT, None, message))
     return problems
 
 

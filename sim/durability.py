@@ -415,7 +415,8 @@ class DurableShard:
     def apply(self, seq: int, method: str, args: tuple) -> tuple[str, object]:
         """(APPLIED | DUPLICATE | STALE, answer): see the module docstring."""
         if method not in SEQUENCED_CALLS:
-            raise ValueError(f"{method} is not a sequenced call (those are {', '.join(SEQUENCED_CALLS)})")
+            calls = ", ".join(SEQUENCED_CALLS)
+            raise ValueError(f"{method!r} is not a sequenced call (those are {calls})")
         if seq == self.seq and self.last_result is not None:
             self.stats.duplicates_answered += 1
             return DUPLICATE, self.last_result

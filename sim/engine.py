@@ -267,7 +267,8 @@ class Engine:
             for s in range(k)
         ]))
         if pending_commit is not None:
-            self._after_commit(pending_commit[0], [a.commit for a in first], metrics, pending_commit[2])
+            settled = [a.commit for a in first]
+            self._after_commit(pending_commit[0], settled, metrics, pending_commit[2])
         pre, lookups = self._pre_status(plan, first)
         second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
         handle = self.hosts.submit(EVALUATE, second_args)
@@ -291,12 +292,14 @@ class Engine:
         for side, route in (("debit", plan.by_debit), ("credit", plan.by_credit)):
             for what, dtype in (("position", np.int32), ("info", np.uint16)):
                 name = f"{side}_{what}"
-                lookups[name] = route.scatter([getattr(a, name) for a in answers], np.empty(n, dtype))
+                parts = [getattr(a, name) for a in answers]
+                lookups[name] = route.scatter(parts, np.empty(n, dtype))
         pre = combine_pre_status(as_bits(plan.rows.id), id_status, plan.local, lookups["debit_info"],
                                  lookups["credit_info"], plan.ledger_info, plan.is_open)
         return pre, lookups
 
-    def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict, first: list[BeginAnswer]):
+    def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict,
+                       first: list[BeginAnswer]):
         k = self.shard_count
         rows = plan.rows
         passing = pre == OK
@@ -318,8 +321,10 @@ class Engine:
         exp_debit = Routed.by_key(expired[:, EXPIRED_DEBIT], k)
         exp_credit = Routed.by_key(expired[:, EXPIRED_CREDIT], k)
         # EXPIRED_SIDE_* rows: [account key, amount]
-        debit_blocks = exp_debit.split(expired[exp_debit.order][:, [EXPIRED_DEBIT, EXPIRED_AMOUNT]])
-        credit_blocks = exp_credit.split(expired[exp_credit.order][:, [EXPIRED_CREDIT, EXPIRED_AMOUNT]])
+        debit_side = expired[exp_debit.order][:, [EXPIRED_DEBIT, EXPIRED_AMOUNT]]
+        credit_side = expired[exp_credit.order][:, [EXPIRED_CREDIT, EXPIRED_AMOUNT]]
+        debit_blocks = exp_debit.split(debit_side)
+        credit_blocks = exp_credit.split(credit_side)
         pending_blocks = pending_route.split(pending_rows)
         funds_blocks = funds_route.split(funds_rows)
         args = [(debit_blocks[s], credit_blocks[s], pending_blocks[s], funds_blocks[s]) for s in range(k)]
@@ -360,7 +365,8 @@ class Engine:
             first = min(overflows, key=lambda o: (o.row, SIDE_ORDER[o.side]))
             local_row = first.row - plan.row_offset
             field_name = f"{first.side}s_{BALANCE_COLUMN_NAMES[first.column]}"
-            raise BalanceOverflowError(plan.epoch, first.row, int(plan.rows.id[local_row]), first.account,
+            transfer_id = int(plan.rows.id[local_row])
+            raise BalanceOverflowError(plan.epoch, first.row, transfer_id, first.account,
                                        field_name)
         now = time.perf_counter()
         metrics.epoch_latency_ms.append((now - submitted) * 1000.0)

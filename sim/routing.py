@@ -82,13 +82,15 @@ def as_bits(column: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(inline="always", cache=True)
-def _put_fields(out, j, first, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
+def _put_fields(out, j, first, i, debit, credit, amount, ledger, code, flags, pending_id,
+                timeout_s):
     """The six field columns (sim.wire FIELD_*) of row i at out[j, first:first + 6]."""
     out[j, first + FIELD_DEBIT] = debit[i]
     out[j, first + FIELD_CREDIT] = credit[i]
     out[j, first + FIELD_AMOUNT] = amount[i]
     out[j, first + FIELD_PENDING_ID] = pending_id[i]
-    out[j, first + FIELD_LEDGER_CODE_FLAGS] = (np.int64(ledger[i]) | (np.int64(code[i]) << CODE_SHIFT)
+    out[j, first + FIELD_LEDGER_CODE_FLAGS] = (np.int64(ledger[i])
+                                               | (np.int64(code[i]) << CODE_SHIFT)
                                                | (np.int64(flags[i]) << FLAGS_SHIFT))
     out[j, first + FIELD_TIMEOUT] = timeout_s[i]
 
@@ -100,7 +102,8 @@ def pack_id_rows(order, ids, debit, credit, amount, ledger, code, flags, pending
     for j in range(len(order)):
         i = order[j]
         out[j, ID_ROW_KEY] = ids[i]
-        _put_fields(out, j, ID_ROW_FIELDS, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
+        _put_fields(out, j, ID_ROW_FIELDS, i, debit, credit, amount, ledger, code, flags,
+                    pending_id, timeout_s)
     return out
 
 
@@ -166,5 +169,6 @@ def pack_pending_creations(order, ids, sim_time_us, debit, credit, amount, ledge
         i = order[j]
         out[j, CREATION_KEY] = ids[i]
         out[j, CREATION_SIM_TIME_US] = sim_time_us[i]
-        _put_fields(out, j, CREATION_FIELDS, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
+        _put_fields(out, j, CREATION_FIELDS, i, debit, credit, amount, ledger, code, flags,
+                    pending_id, timeout_s)
     return out

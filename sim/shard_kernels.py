@@ -118,7 +118,8 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
     n = len(rows)
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(id_table, home_slot(rows[i + PREFETCH_DISTANCE, ID_ROW_KEY], id_table.shape[0]))
+            ahead = rows[i + PREFETCH_DISTANCE, ID_ROW_KEY]
+            prefetch_row(id_table, home_slot(ahead, id_table.shape[0]))
         key = rows[i, ID_ROW_KEY]
         slot = find_slot(id_table, key)
         if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
@@ -241,7 +242,8 @@ def _pending_status(table, slot, key, rows, i, epoch_now, window):
         return PENDING_TRANSFER_NOT_FOUND
     if (rows[i, CHECK_DEBIT] != table[slot, P_FIELDS + FIELD_DEBIT]
             or rows[i, CHECK_CREDIT] != table[slot, P_FIELDS + FIELD_CREDIT]
-            or rows[i, CHECK_LEDGER] != (table[slot, P_FIELDS + FIELD_LEDGER_CODE_FLAGS] & LEDGER_MASK)):
+            or rows[i, CHECK_LEDGER]
+            != (table[slot, P_FIELDS + FIELD_LEDGER_CODE_FLAGS] & LEDGER_MASK)):
         return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
     mark = table[slot, P_MARK] if table[slot, P_MARK_EPOCH] == epoch_now else MARK_NONE
     if state == PENDING_STATE_POSTED or mark == MARK_POST:
@@ -377,7 +379,8 @@ def create_pending(pending_table, heap_time, heap_key, heap_size, rows):
         pending_table[slot, P_SIM_TIME] = rows[i, CREATION_SIM_TIME_US]
         for f in range(FIELD_COUNT):
             pending_table[slot, P_FIELDS + f] = rows[i, CREATION_FIELDS + f]
-        expires, expire_at = _expire_at(rows[i, CREATION_SIM_TIME_US], rows[i, CREATION_FIELDS + FIELD_TIMEOUT])
+        timeout_s = rows[i, CREATION_FIELDS + FIELD_TIMEOUT]
+        expires, expire_at = _expire_at(rows[i, CREATION_SIM_TIME_US], timeout_s)
         if expires:
             size = _heap_push(heap_time, heap_key, size, expire_at, key)
     return added, size

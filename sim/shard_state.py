@@ -12,10 +12,12 @@ A shard owns the accounts, transfer ids and pending transfers whose keys hash to
 The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
 last), so an epoch costs two round trips. ``begin_epoch`` is exactly ``settle`` (the commit)
 then ``open_epoch`` (the rest); sim.durability calls the two steps itself, with its fault point
-between them. Arguments and answers are the records and column layouts of sim.wire. Memory per account: 8 (id) + 32 (four balances) +
-1 (flag) + 1 (ledger slot) + 4 x 1.5 (index) = 48 bytes; transfer ids in the idempotency
-window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96 bytes. Both tables are
-swept in place, a slice per epoch, so long runs neither grow nor pause to rebuild.
+between them. Arguments and answers are the records and column layouts of sim.wire.
+
+Memory per account: 8 (id) + 32 (four balances) + 1 (flag) + 1 (ledger slot) + 4 x 1.5
+(index) = 48 bytes; transfer ids in the idempotency window cost 3 x 64 bytes each (the id
+table), pending transfers 3 x 96 bytes. Both tables are swept in place, a slice per epoch, so
+long runs neither grow nor pause to rebuild.
 """
 
 from __future__ import annotations
@@ -116,16 +118,19 @@ class ShardState:
 
     # --- call 1 ---------------------------------------------------------------------------
     def begin_epoch(self, commit: CommitPayload | None, epoch: int, start_us: int,
-                    id_rows: np.ndarray, debit_keys: np.ndarray, credit_keys: np.ndarray) -> BeginAnswer:
+                    id_rows: np.ndarray, debit_keys: np.ndarray,
+                    credit_keys: np.ndarray) -> BeginAnswer:
         """settle(commit) then open_epoch(...): the only composition of the two steps."""
-        return self.open_epoch(self.settle(commit), epoch, start_us, id_rows, debit_keys, credit_keys)
+        settled = self.settle(commit)
+        return self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
 
     def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:
         """Step 1 of begin_epoch: the previous epoch's commit (None when none rides along)."""
         return None if commit is None else self.commit(commit)
 
-    def open_epoch(self, settled: CommitAnswer | None, epoch: int, start_us: int, id_rows: np.ndarray,
-                   debit_keys: np.ndarray, credit_keys: np.ndarray) -> BeginAnswer:
+    def open_epoch(self, settled: CommitAnswer | None, epoch: int, start_us: int,
+                   id_rows: np.ndarray, debit_keys: np.ndarray,
+                   credit_keys: np.ndarray) -> BeginAnswer:
         """Step 2 of begin_epoch, after settle() answered `settled`: expiry, ids, look-ups.
         Nothing is done after an overflowing commit (the run ends there)."""
         if settled is not None and settled.overflow is not None:
@@ -149,7 +154,8 @@ class ShardState:
                  pending_rows: np.ndarray, funds_rows: np.ndarray) -> EvaluateAnswer:
         """expired_*: sim.wire EXPIRED_SIDE_* rows; pending_rows: CHECK_* rows; funds_rows:
         FUNDS_* rows."""
-        for rows, column in ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING)):
+        sides = ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING))
+        for rows, column in sides:
             K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
                               rows[:, EXPIRED_SIDE_KEY], rows[:, EXPIRED_SIDE_AMOUNT], column)
         pending_status, pending_amount = K.check_pending(
@@ -189,7 +195,9 @@ class ShardState:
         return CommitAnswer(None, self.sums.copy(), overdrawn)
 
     def finish(self, commit: CommitPayload | None) -> CommitAnswer:
-        return self.commit(commit) if commit is not None else CommitAnswer(None, self.sums.copy(), None)
+        if commit is None:
+            return CommitAnswer(None, self.sums.copy(), None)
+        return self.commit(commit)
 
     def final_state(self) -> FinalState:
         return FinalState(self.keys, self.balances, self.sums.copy(), self.nbytes_per_account())

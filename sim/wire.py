@@ -42,7 +42,8 @@ ACCEPTED_OUTCOMES = (APPLIED, DUPLICATE)
 # The eight transfer fields compared for idempotency, as six int64 columns, in this order, in
 # id rows, pending creations and both shard tables; ledger (32 bits), code (16) and flags (16)
 # share one column.
-FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_PENDING_ID, FIELD_LEDGER_CODE_FLAGS, FIELD_TIMEOUT = range(6)
+(FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_PENDING_ID, FIELD_LEDGER_CODE_FLAGS,
+ FIELD_TIMEOUT) = range(6)
 FIELD_COUNT = 6
 LEDGER_MASK = 0xFFFFFFFF  # the ledger's bits of FIELD_LEDGER_CODE_FLAGS
 CODE_SHIFT = 32

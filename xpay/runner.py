@@ -23,6 +23,7 @@ from sim.constants import IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError, InvariantViolation
 from sim.warmup import warm_up
+from sim.wire import BEGIN_EPOCH
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
     hardware,
@@ -158,7 +159,7 @@ class _CrashingDriver:
 
     def submit(self, method: str, args_per_shard: list):
         handle = self._hosts.submit(method, args_per_shard)
-        if method == "begin_epoch" and self._journal.last_index >= self._after:
+        if method == BEGIN_EPOCH and self._journal.last_index >= self._after:
             print(f"xpay: injected driver crash after epoch index {self._after}", file=sys.stderr, flush=True)
             os._exit(DRIVER_CRASH_EXIT_STATUS)
         return handle
