@@ -21,13 +21,31 @@ before the one it is on (it must refuse it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from sim.durability import HOST_RECORD_NAMES, HOST_RECORD_PREFIX
 
 ACTOR_POINTS = ("received", "logged", "committed", "applied")
 DRIVER_POINTS = ("during", "between")
 KILL_POINTS = ACTOR_POINTS + DRIVER_POINTS
 DELAY_SECONDS = 0.05
+
+# Fault bookkeeping in a shard's data folder (actors.shard_actor), next to the ledger's files:
+# DEATH_NOTE, the time of a fault-injected kill, for the next incarnation to report; STARTS_FILE,
+# how many processes have hosted the shard; SELF_KILLS_FILE, how many fault-injected kills
+# happened inside the actor; FAULT_MARKER_PREFIX + "seq-point", a planned kill that fired.
+STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE = HOST_RECORD_NAMES
+FAULT_MARKER_PREFIX = HOST_RECORD_PREFIX
+
+
+def clear_fault_records(folder: Path) -> None:
+    """A resumed run counts its own restarts and fires its own planned kills."""
+    for path in Path(folder).iterdir():
+        counters = path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE)
+        if counters or path.name.startswith(FAULT_MARKER_PREFIX):
+            path.unlink()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ray.exceptions import RayActorError
 
 from actors.faults import ACTOR_POINTS, DELAY_SECONDS, FaultPlan
 from actors.transport import Arena, ArenaReader, arenas_available, remove_orphan_arenas
-from sim.durability import LOGGED_METHODS, Durability, prepare_data_dir
+from sim.durability import Durability, prepare_data_dir
 from sim.columns import Accounts
 from sim.engine import check_shard_count
 from sim.errors import XpayError
@@ -33,6 +33,7 @@ from sim.hashtable import shard_of
 from sim.routing import as_bits
 from sim.shard_state import TableHint
 from sim.warmup import warm_up
+from sim.wire import APPLIED, DUPLICATE, SEQUENCED_CALLS, STALE, ShardReply, check_accepted
 
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
 SHARD_CPUS = 1
@@ -226,7 +227,7 @@ class RayHosts:
     # --- sending and receiving ----------------------------------------------------------------
     def submit(self, method: str, args_per_shard: list[tuple]):
         seq = None
-        if method in LOGGED_METHODS:
+        if method in SEQUENCED_CALLS:
             self.seq += 1
             seq = self.seq
         order = sorted(range(self.shard_count), key=lambda s: (s, seq) in self.faults.delays)
@@ -253,7 +254,7 @@ class RayHosts:
         path, encoded = self.writers[s].write(tuple(args))
         return actor.call_arena.remote(method, seq, die_at, path, encoded)
 
-    def _receive(self, s: int, ref):
+    def _receive(self, s: int, ref) -> ShardReply:
         answer = ray.get(ref)
         if self.transport != "object_store":
             path, encoded = answer
@@ -274,10 +275,10 @@ class RayHosts:
                 answer = self._receive(s, ref)
             except RayActorError as error:
                 answer = self.recover(s, method, seq, args_per_shard[s], error)
-            if answer["pid"] != self.pids[s]:
-                self._restarted(s, answer["pid"], method, seq)
+            if answer.pid != self.pids[s]:
+                self._restarted(s, answer.pid, method, seq)
             self._check(s, seq, answer)
-            results.append(answer["result"])
+            results.append(answer.answer)
         for s in range(self.shard_count):
             if seq is not None and (s, seq) in self.faults.duplicates:
                 self._offer_duplicate(s, method, seq, args_per_shard[s])
@@ -287,14 +288,14 @@ class RayHosts:
             self._history = (self._history + [(method, seq, args_per_shard)])[-2:]
         return results
 
-    def _check(self, s: int, seq, answer: dict) -> None:
-        if seq is not None and answer["outcome"] not in ("applied", "duplicate"):
-            raise RuntimeError(f"shard {s} answered call {seq} with {answer['outcome']}")
-        if answer["outcome"] == "duplicate":
+    def _check(self, s: int, seq, answer: ShardReply) -> None:
+        check_accepted(s, seq, answer.outcome)
+        if answer.outcome == DUPLICATE:
             self.report.resent_answered_from_cache += 1
 
     # --- recovery ------------------------------------------------------------------------------
-    def recover(self, s: int, method: str, seq, args: tuple, error: Exception | None = None) -> dict:
+    def recover(self, s: int, method: str, seq, args: tuple,
+                error: Exception | None = None) -> ShardReply:
         """Shard s died with a call in flight: Ray restarts it (its constructor reloads the
         newest snapshot and replays its log), then the call is sent again; its sequence number
         makes that safe whether or not the dead incarnation had logged or applied it."""
@@ -348,7 +349,7 @@ class RayHosts:
             answer = self._receive(s, self._send(s, method, seq, args))
         except RayActorError:
             return  # it died in between (a planned kill); recovery covers it on the next call
-        if answer["outcome"] == "applied":
+        if answer.outcome == APPLIED:
             self.report.duplicates_applied += 1
 
     def _offer_stale(self, s: int) -> None:
@@ -356,7 +357,7 @@ class RayHosts:
         method, seq, args_per_shard = self._history[0]
         self.report.stale_offered += 1
         answer = self._until_alive(s, lambda: self._send(s, method, seq, args_per_shard[s]))
-        if answer["outcome"] != "stale":
+        if answer.outcome != STALE:
             self.report.stale_applied += 1
 
     def count_faults(self) -> None:

@@ -21,16 +21,14 @@ import time
 
 import ray
 
+from actors.faults import DEATH_NOTE, FAULT_MARKER_PREFIX, SELF_KILLS_FILE, STARTS_FILE
 from actors.transport import Arena, ArenaReader
-from sim.durability import (
-    DEATH_NOTE, FAULT_MARKER_PREFIX, LOGGED_METHODS, SELF_KILLS_FILE, STARTS_FILE, Durability, DurableShard,
-)
+from sim.durability import Durability, DurableShard
 from sim.shard_state import ShardState
 from sim.warmup import warm_up
+from sim.wire import READ, SEQUENCED_CALLS, SHARD_CALLS, ShardReply
 
 KILLED_EXIT_STATUS = 137
-
-SHARD_METHODS = frozenset({"begin_epoch", "evaluate", "finish", "final_state"})
 
 
 class ArenaLoopback:
@@ -57,8 +55,6 @@ class ArenaLoopback:
         self.writer.close()
 
 
-
-
 def _die_at(wanted: str | None, folder):
     """The fault hook of one call: this process exits at the named point (fault injection),
     leaving the time of death for its next incarnation to report (recovery time). Each
@@ -78,11 +74,6 @@ def _die_at(wanted: str | None, folder):
                 _bump(folder / SELF_KILLS_FILE)
             os._exit(KILLED_EXIT_STATUS)
     return fault
-
-
-# In the shard's data folder: DEATH_NOTE, when a fault-injected kill happened; STARTS_FILE,
-# how many processes have hosted the shard; SELF_KILLS_FILE, how many fault-injected kills
-# happened inside the actor; FAULT_MARKER_PREFIX + seq-point, a planned kill that fired.
 
 
 def _count(path) -> int:
@@ -148,17 +139,19 @@ class ShardActor:
                 "starts": self.starts,
                 "self_kills": 0 if self.durable.folder is None else _count(self.durable.folder / SELF_KILLS_FILE)}
 
-    def _apply(self, method: str, seq: int | None, args: tuple, die_at: str | None):
-        assert method in SHARD_METHODS, method
-        if method not in LOGGED_METHODS:
-            return {"outcome": "read", "seq": self.durable.seq, "pid": os.getpid(),
-                    "result": getattr(self.state, method)(*args)}
+    def _apply(self, method: str, seq: int | None, args: tuple, die_at: str | None) -> ShardReply:
+        if method not in SHARD_CALLS:
+            calls = ", ".join(sorted(SHARD_CALLS))
+            raise ValueError(f"{method!r} is not a shard call (those are {calls})")
+        if method not in SEQUENCED_CALLS:
+            answer = getattr(self.state, method)(*args)
+            return ShardReply(READ, self.durable.seq, os.getpid(), answer)
         self.durable.fault = _die_at(die_at, self.durable.folder)
         try:
             outcome, result = self.durable.apply(seq, method, args)
         finally:
             self.durable.fault = None
-        return {"outcome": outcome, "seq": self.durable.seq, "pid": os.getpid(), "result": result}
+        return ShardReply(outcome, self.durable.seq, os.getpid(), result)
 
     def call(self, method: str, seq: int | None, die_at: str | None, *args):
         return self._apply(method, seq, args, die_at)

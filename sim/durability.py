@@ -43,13 +43,21 @@ import numpy as np
 import pyarrow as pa
 
 from sim.errors import InputRefused
+from sim.wire import (
+    APPLIED,
+    BEGIN_EPOCH,
+    COMMIT_PAYLOAD_ARRAYS,
+    DUPLICATE,
+    SEQUENCED_CALLS,
+    STALE,
+    CommitPayload,
+)
 
 FSYNC_POLICIES = ("off", "call")
 SNAPSHOT_EVERY_CALLS_DEFAULT = 32  # 16 epochs at two calls per epoch
 SNAPSHOTS_KEPT = 2
 WAL_PREFIX, WAL_SUFFIX = "wal-", ".arrows"
 SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".arrow"
-LOGGED_METHODS = ("begin_epoch", "evaluate", "finish")
 
 ITEM_SCHEMA = pa.schema([
     ("seq", pa.int64()),
@@ -62,7 +70,6 @@ ITEM_SCHEMA = pa.schema([
     ("data", pa.large_binary()),
 ])
 
-APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
 
 
 class DataDirRefused(InputRefused):
@@ -93,8 +100,6 @@ class Durability:
 
 # --- flattening a call's arguments into items -------------------------------------------------
 def _items(value, name: str, out: list) -> None:
-    from sim.shard_state import CommitPayload
-
     if value is None:
         out.append((name, "none", "", [], 0, b""))
     elif isinstance(value, (bool, np.bool_)):
@@ -106,7 +111,7 @@ def _items(value, name: str, out: list) -> None:
         out.append((name, "array", array.dtype.str, list(array.shape), 0, array))
     elif isinstance(value, CommitPayload):
         out.append((name, "commit", "", [], int(value.epoch), b""))
-        for part in ("debit_rows", "credit_rows", "pending_rows", "resolve_rows"):
+        for part in COMMIT_PAYLOAD_ARRAYS:
             _items(getattr(value, part), f"{name}.{part}", out)
     else:
         raise TypeError(f"{name}: cannot log a {type(value).__name__}")
@@ -138,8 +143,6 @@ def items_batch(seq: int, method: str, named: list[tuple[str, object]]) -> pa.Re
 def batch_values(batch: pa.RecordBatch) -> tuple[int, str, list[tuple[str, object]]]:
     """(seq, method, [(name, value)]) of a batch written by items_batch; arrays come back as
     writable copies (the kernels' compiled signatures take writable arrays)."""
-    from sim.shard_state import CommitPayload
-
     if batch.num_rows == 0:
         raise DurabilityError("an empty log record")
     seqs = batch.column("seq").to_numpy()
@@ -170,9 +173,9 @@ def batch_values(batch: pa.RecordBatch) -> tuple[int, str, list[tuple[str, objec
             out.append((names[i], array_at(i)))
             i += 1
         elif kind == "commit":
-            parts = [array_at(i + 1 + p) for p in range(4)]
-            out.append((names[i], CommitPayload(int(values[i]), *parts)))
-            i += 5
+            parts = {part: array_at(i + 1 + p) for p, part in enumerate(COMMIT_PAYLOAD_ARRAYS)}
+            out.append((names[i], CommitPayload(int(values[i]), **parts)))
+            i += 1 + len(COMMIT_PAYLOAD_ARRAYS)
         else:
             raise DurabilityError(f"log item {names[i]!r}: unknown kind {kind!r}")
     return int(seqs[0]), methods[0], out
@@ -371,8 +374,19 @@ class DurableStats:
     recovered: bool = False
 
 
+def _no_fault(point: str, seq: int, method: str) -> None:
+    """The fault point of a replayed call: replay never injects faults."""
+
+
 class DurableShard:
-    """A ShardState behind sequence numbers, a write-ahead log and snapshots."""
+    """A ShardState behind sequence numbers, a write-ahead log and snapshots.
+
+    Fault points: ``fault(point, seq, method)`` is called at "received", "logged", "committed"
+    (begin_epoch only, between its two steps) and "applied" of every applied call; it may
+    kill the process (actors.shard_actor) or raise (tests). Without a hook nothing is called;
+    either way the shard runs the same steps (``_run``), so a planned kill interrupts exactly
+    the code that runs without faults. Replay at recovery runs the same steps, with no hook.
+    """
 
     def __init__(self, state, durability: Durability = Durability(), fault=None):
         """fault(point, seq, method): called at each fault point (fault injection; may exit)."""
@@ -399,16 +413,17 @@ class DurableShard:
             self.stats.snapshot_seq = self.seq
             self.stats.recovered = True
         for seq, method, values in read_log(self.folder, self.seq):
-            self.last_result = getattr(self.state, method)(*values)
+            self.last_result = self._run(seq, method, tuple(values), _no_fault)
             self.seq = seq
             self.stats.replayed += 1
             self.stats.recovered = True
         self.stats.recovery_seconds = time.perf_counter() - started
 
     def apply(self, seq: int, method: str, args: tuple) -> tuple[str, object]:
-        """(APPLIED | DUPLICATE | STALE, result): see the module docstring."""
-        if method not in LOGGED_METHODS:
-            raise ValueError(f"{method} is not a sequenced call")
+        """(APPLIED | DUPLICATE | STALE, answer): see the module docstring."""
+        if method not in SEQUENCED_CALLS:
+            calls = ", ".join(SEQUENCED_CALLS)
+            raise ValueError(f"{method!r} is not a sequenced call (those are {calls})")
         if seq == self.seq and self.last_result is not None:
             self.stats.duplicates_answered += 1
             return DUPLICATE, self.last_result
@@ -422,20 +437,22 @@ class DurableShard:
         if self.folder is not None:
             self._log(seq, method, args)
         self._point("logged", seq, method)
-        if method == "begin_epoch" and args[0] is not None and self.fault is not None:
-            commit, *rest = args
-            first = self.state.commit(commit)  # the previous epoch's commit, on its own...
-            self._point("committed", seq, method)
-            result = self.state.begin_epoch(None, *rest) if first.get("overflow") is None else first
-            if first.get("overflow") is None:
-                result = {**first, **result}
-        else:
-            result = getattr(self.state, method)(*args)
+        result = self._run(seq, method, args, self._point)
         self.seq = seq
         self.last_result = result
         self.stats.applied += 1
         self._point("applied", seq, method)
         return APPLIED, result
+
+    def _run(self, seq: int, method: str, args: tuple, point) -> object:
+        """The call on the state; begin_epoch as its two steps with the "committed" point
+        between them (ShardState.begin_epoch composes the same two steps)."""
+        if method != BEGIN_EPOCH:
+            return getattr(self.state, method)(*args)
+        commit, *rest = args
+        settled = self.state.settle(commit)
+        point("committed", seq, method)
+        return self.state.open_epoch(settled, *rest)
 
     def _point(self, point: str, seq: int, method: str) -> None:
         if self.fault is not None:
@@ -486,21 +503,15 @@ class DurableShard:
             self.lock = None
 
 
-# Bookkeeping of fault injection in a shard's folder (actors.shard_actor): counters and markers.
-STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE, FAULT_MARKER_PREFIX = "starts", "self-kills", "died-at", "fault-"
-
-
-def clear_fault_records(folder: Path) -> None:
-    """A resumed run counts its own restarts and fires its own planned kills."""
-    for path in Path(folder).iterdir():
-        if path.name in (STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE) or path.name.startswith(FAULT_MARKER_PREFIX):
-            path.unlink()
-
-
+# Files the hosting layer keeps in a shard's folder (actors.faults: restart counters, the note
+# of a fault-injected death, markers of planned kills that fired). Named here so that the data
+# dir's owner check knows them as xpay's; actors.faults takes the names from here.
+HOST_RECORD_NAMES = ("starts", "self-kills", "died-at")
+HOST_RECORD_PREFIX = "fault-"
 DATA_DIR_MARKER = "XPAY-DATA-DIR"  # written first into a data dir xpay owns
 DATA_DIR_FOLDERS = ("driver", "shard-")  # the folders xpay makes in it (shard-NNN)
-OWN_PREFIXES = (WAL_PREFIX, SNAPSHOT_PREFIX, FAULT_MARKER_PREFIX, "journal-", "commit-")
-OWN_NAMES = (LOCK_FILE, STARTS_FILE, SELF_KILLS_FILE, DEATH_NOTE)
+OWN_PREFIXES = (WAL_PREFIX, SNAPSHOT_PREFIX, HOST_RECORD_PREFIX, "journal-", "commit-")
+OWN_NAMES = (LOCK_FILE, *HOST_RECORD_NAMES)
 
 
 def own_file(name: str) -> bool:

@@ -10,7 +10,8 @@ Per epoch (LEDGER_SPEC.md): the driver computes row-local checks and chain struc
    transfer id, to ride on the next epoch's first call.
 
 Invariants (double entry per ledger, overdraft) are checked at every epoch boundary from the
-shards' running per-ledger sums and the overdraft test of every debited account.
+shards' running per-ledger sums and the overdraft test of every debited account (sim.audit).
+What crosses to the shards and back is the wire format of sim.wire.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from sim.columns import Accounts, Balances, Transfers
+from sim.audit import boundary_audit, ledger_sums_from_halves
 from sim.constants import (
     FLAG_PENDING,
     IDEMPOTENCY_WINDOW_EPOCHS,
-    LEDGER_NAMES,
     OK,
     PENDING_STATE_POSTED,
     PENDING_STATE_VOIDED,
@@ -55,11 +56,32 @@ from sim.rowchecks import (
     resolve_chains,
     row_kinds_and_local_status,
 )
-from sim.shard_kernels import ACCOUNT_INFO_FLAGGED, DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED
-from sim.shard_state import CommitPayload, ShardState, TableHint, table_hint_per_shard
+from sim.shard_kernels import CREDITS_PENDING, CREDITS_POSTED, DEBITS_PENDING, DEBITS_POSTED
+from sim.shard_state import ShardState, TableHint, table_hint_per_shard
+from sim.wire import (
+    ACCOUNT_INFO_FLAGGED,
+    BEGIN_EPOCH,
+    EVALUATE,
+    EXPIRED_AMOUNT,
+    EXPIRED_COLUMNS,
+    EXPIRED_CREDIT,
+    EXPIRED_DEBIT,
+    FINAL_STATE,
+    FINISH,
+    FUNDS_AMOUNT,
+    FUNDS_COLUMNS,
+    FUNDS_POSITION,
+    RESOLUTION_COLUMNS,
+    RESOLUTION_KEY,
+    RESOLUTION_STATE,
+    BeginAnswer,
+    CommitAnswer,
+    CommitPayload,
+    EvaluateAnswer,
+    FinalState,
+)
 from sim.timeline import EpochTimeline, Pacer
 
-EMPTY_2 = np.zeros((0, 2), np.int64)
 SIDE_ORDER = {"debit": 0, "credit": 1}
 BALANCE_COLUMN_NAMES = {DEBITS_PENDING: "pending", DEBITS_POSTED: "posted",
                         CREDITS_PENDING: "pending", CREDITS_POSTED: "posted"}
@@ -222,7 +244,7 @@ class Engine:
             plan = self._release(next_plan, pacer, metrics)
         if pending_commit is not None:
             last_plan, commit, submitted, recorded = pending_commit
-            results = self.hosts.collect(self.hosts.submit("finish", [(c,) for c in commit]))
+            results = self.hosts.collect(self.hosts.submit(FINISH, [(c,) for c in commit]))
             self._after_commit(last_plan, results, metrics, submitted, recorded)
         metrics.engine_seconds = time.perf_counter() - started
         status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint16)
@@ -276,39 +298,44 @@ class Engine:
         k = self.shard_count
         commits = pending_commit[1] if pending_commit else [None] * k
         epoch = epoch_bits(plan.epoch)
-        first = self.hosts.collect(self.hosts.submit("begin_epoch", [
+        first: list[BeginAnswer] = self.hosts.collect(self.hosts.submit(BEGIN_EPOCH, [
             (commits[s], epoch, plan.start_us, plan.id_blocks[s], plan.debit_blocks[s], plan.credit_blocks[s])
             for s in range(k)
         ]))
         if pending_commit is not None:
-            self._after_commit(pending_commit[0], first, metrics, pending_commit[2], pending_commit[3])
+            settled = [a.commit for a in first]
+            self._after_commit(pending_commit[0], settled, metrics, pending_commit[2], pending_commit[3])
         pre, lookups = self._pre_status(plan, first)
         second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
-        handle = self.hosts.submit("evaluate", second_args)
+        handle = self.hosts.submit(EVALUATE, second_args)
         next_plan = plan_next()  # overlaps with the shards' evaluation
-        second = self.hosts.collect(handle)
+        second: list[EvaluateAnswer] = self.hosts.collect(handle)
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
-        pending_route.scatter([r["pending_status"] for r in second], status)
-        pending_route.scatter([r["pending_amount"] for r in second], pending_amount)
-        funds_route.scatter([r["funds_status"] for r in second], status)
+        pending_route.scatter([a.pending_status for a in second], status)
+        pending_route.scatter([a.pending_amount for a in second], pending_amount)
+        funds_route.scatter([a.funds_status for a in second], status)
         status, committed = resolve_chains(status, plan.chain_end, plan.is_open)
         metrics.committed += int(committed.sum())
         return status, self._commit_payloads(plan, committed, pending_amount, lookups), next_plan
 
-    def _pre_status(self, plan: EpochPlan, first: list) -> tuple[np.ndarray, dict]:
+    def _pre_status(self, plan: EpochPlan, first: list[BeginAnswer]) -> tuple[np.ndarray, dict]:
+        """Statuses after checks 3..14, and the epoch's account look-ups in row order."""
         n = len(plan.rows)
-        id_status = plan.by_id.scatter([r["id_status"] for r in first], np.zeros(n, np.uint8))
+        answers = [a.lookups for a in first]
+        id_status = plan.by_id.scatter([a.id_status for a in answers], np.zeros(n, np.uint8))
         lookups = {}
         for side, route in (("debit", plan.by_debit), ("credit", plan.by_credit)):
             for what, dtype in (("position", np.int32), ("info", np.uint16)):
                 name = f"{side}_{what}"
-                lookups[name] = route.scatter([r[name] for r in first], np.empty(n, dtype))
+                parts = [getattr(a, name) for a in answers]
+                lookups[name] = route.scatter(parts, np.empty(n, dtype))
         pre = combine_pre_status(as_bits(plan.rows.id), id_status, plan.local, lookups["debit_info"],
                                  lookups["credit_info"], plan.ledger_info, plan.is_open)
         return pre, lookups
 
-    def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict, first: list):
+    def _evaluate_args(self, plan: EpochPlan, pre: np.ndarray, lookups: dict,
+                       first: list[BeginAnswer]):
         k = self.shard_count
         rows = plan.rows
         passing = pre == OK
@@ -322,12 +349,18 @@ class Engine:
         funds_shard = np.where(funding, plan.debit_shard, -1)
         funds_route = Routed.by_shard(funds_shard, k)
         fo = funds_route.order
-        funds_rows = np.stack([lookups["debit_position"][fo].astype(np.int64), rows.amount[fo]], axis=1)
-        expired = np.concatenate([r["expired"] for r in first]) if first else np.zeros((0, 3), np.int64)
-        exp_debit = Routed.by_key(expired[:, 0], k)
-        exp_credit = Routed.by_key(expired[:, 1], k)
-        debit_blocks = exp_debit.split(expired[exp_debit.order][:, [0, 2]])
-        credit_blocks = exp_credit.split(expired[exp_credit.order][:, [1, 2]])
+        funds_rows = np.empty((len(fo), FUNDS_COLUMNS), np.int64)
+        funds_rows[:, FUNDS_POSITION] = lookups["debit_position"][fo]
+        funds_rows[:, FUNDS_AMOUNT] = rows.amount[fo]
+        expired = (np.concatenate([a.lookups.expired for a in first]) if first
+                   else np.zeros((0, EXPIRED_COLUMNS), np.int64))
+        exp_debit = Routed.by_key(expired[:, EXPIRED_DEBIT], k)
+        exp_credit = Routed.by_key(expired[:, EXPIRED_CREDIT], k)
+        # EXPIRED_SIDE_* rows: [account key, amount]
+        debit_side = expired[exp_debit.order][:, [EXPIRED_DEBIT, EXPIRED_AMOUNT]]
+        credit_side = expired[exp_credit.order][:, [EXPIRED_CREDIT, EXPIRED_AMOUNT]]
+        debit_blocks = exp_debit.split(debit_side)
+        credit_blocks = exp_credit.split(credit_side)
         pending_blocks = pending_route.split(pending_rows)
         funds_blocks = funds_route.split(funds_rows)
         args = [(debit_blocks[s], credit_blocks[s], pending_blocks[s], funds_blocks[s]) for s in range(k)]
@@ -352,55 +385,51 @@ class Engine:
         resolve_route = Routed.by_key(as_bits(rows.pending_id), k, mask=resolving)
         ro = resolve_route.order
         new_state = np.where(plan.kind[ro] == KIND_POST, PENDING_STATE_POSTED, PENDING_STATE_VOIDED)
-        resolutions = np.stack([as_bits(rows.pending_id)[ro], new_state.astype(np.int64)], axis=1)
+        resolutions = np.empty((len(ro), RESOLUTION_COLUMNS), np.int64)
+        resolutions[:, RESOLUTION_KEY] = as_bits(rows.pending_id)[ro]
+        resolutions[:, RESOLUTION_STATE] = new_state
         d, c = debit_route.split(debit_rows), credit_route.split(credit_rows)
         p, r = create_route.split(creations), resolve_route.split(resolutions)
         epoch = epoch_bits(plan.epoch)
         return [CommitPayload(epoch, d[s], c[s], p[s], r[s]) for s in range(k)]
 
     # --- epoch boundary -------------------------------------------------------------------
-    def _after_commit(self, plan: EpochPlan, results: list, metrics: EngineMetrics, submitted: float,
-                      recorded: int | None = None) -> None:
-        overflows = [r["overflow"] for r in results if r.get("overflow") is not None]
+    def _after_commit(self, plan: EpochPlan, answers: list[CommitAnswer], metrics: EngineMetrics,
+                      submitted: float, recorded: int | None = None) -> None:
+        overflows = [a.overflow for a in answers if a.overflow is not None]
         if overflows:
-            row, side, column, account = min(overflows, key=lambda o: (o[0], SIDE_ORDER[o[1]]))
-            local_row = row - plan.row_offset
-            field_name = f"{side}s_{BALANCE_COLUMN_NAMES[column]}"
-            raise BalanceOverflowError(plan.epoch, row, int(plan.rows.id[local_row]), account, field_name)
+            first = min(overflows, key=lambda o: (o.row, SIDE_ORDER[o.side]))
+            local_row = first.row - plan.row_offset
+            field_name = f"{first.side}s_{BALANCE_COLUMN_NAMES[first.column]}"
+            transfer_id = int(plan.rows.id[local_row])
+            raise BalanceOverflowError(plan.epoch, first.row, transfer_id, first.account,
+                                       field_name)
         now = time.perf_counter()
         if recorded is not None:
             metrics.timeline.committed(recorded)
         metrics.epoch_latency_ms.append((now - submitted) * 1000.0)
         metrics.commit_times.append(now)
-        self._sums = _total_sums(self.ledger_values, [r["sums"] for r in results])
+        self._sums = ledger_sums_from_halves(self.ledger_values, [a.sums for a in answers])
         metrics.boundaries_checked += 1
-        found = []
-        overdrawn = [r["overdrawn"] for r in results if r.get("overdrawn") is not None]
-        for ledger, (dp, dpo, cp, cpo) in self._sums.items():
-            balanced = dpo == cpo and dp == cp
-            metrics.audit.append(audit_row(plan.epoch, ledger, (dp, dpo, cp, cpo), balanced, not overdrawn))
-            if not balanced:
-                found.append(violation(
-                    "double_entry", plan.epoch,
-                    f"double entry broken on ledger {_ledger_name(ledger)} (debits_posted {dpo} vs"
-                    f" credits_posted {cpo}, debits_pending {dp} vs credits_pending {cp})"))
-        for account in overdrawn:
-            found.append(violation("overdraft", plan.epoch, f"account {account}: debits exceed its credits"))
+        overdrawn = [a.overdrawn for a in answers if a.overdrawn is not None]
+        rows, found = boundary_audit(plan.epoch, self._sums, overdrawn)
+        metrics.audit.extend(rows)
         metrics.invariant_violations.extend(found)
         if found and self.stop_on_violation:
             raise InvariantViolation(f"epoch {plan.epoch}: {found[0]['message']}; the run stopped")
 
     def _final(self, status: np.ndarray, metrics: EngineMetrics, keep_status: bool) -> EngineResult:
-        states = self.hosts.collect(self.hosts.submit("final_state", [() for _ in range(self.shard_count)]))
+        states: list[FinalState] = self.hosts.collect(
+            self.hosts.submit(FINAL_STATE, [() for _ in range(self.shard_count)]))
         n = len(self.accounts)
         bal = np.zeros((n, 4), np.int64)
         position = np.zeros(n, np.int64)
         for s, state in enumerate(states):
             mine = np.flatnonzero(self.account_shard == s)
-            bal[mine] = state["balances"]
+            bal[mine] = state.balances
             position[mine] = np.arange(len(mine))
-        metrics.bytes_per_account = float(np.mean([s["bytes_per_account"] for s in states]))
-        sums = _total_sums(self.ledger_values, [s["sums"] for s in states])
+        metrics.bytes_per_account = float(np.mean([s.bytes_per_account for s in states]))
+        sums = ledger_sums_from_halves(self.ledger_values, [s.sums for s in states])
         assert len(status) == (metrics.rows if keep_status else 0)
         assert int(metrics.status_counts.sum()) == metrics.rows
         assert (status < STATUS_COUNT).all()
@@ -409,20 +438,6 @@ class Engine:
             debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
             credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
         return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
-
-
-def audit_row(epoch: int, ledger: int, sums: tuple, balanced: bool, overdraft_held: bool) -> dict:
-    """One ledger at one epoch boundary: the four sums (exact Python ints) and the verdicts
-    (overdraft_held is for the whole boundary: every debited account, all ledgers)."""
-    dp, dpo, cp, cpo = sums
-    return {"epoch": int(epoch), "ledger": int(ledger), "debits_pending": dp, "debits_posted": dpo,
-            "credits_pending": cp, "credits_posted": cpo, "double_entry": balanced,
-            "overdraft": overdraft_held}
-
-
-def violation(invariant: str, epoch: int | None, message: str) -> dict:
-    """One broken invariant at one epoch boundary (epoch None: the final balances)."""
-    return {"invariant": invariant, "epoch": epoch, "message": message}
 
 
 @dataclass
@@ -437,22 +452,6 @@ def _nonempty(epochs: Iterable[Transfers]) -> Iterator[Transfers]:
     for rows in epochs:
         if len(rows):
             yield rows
-
-
-def _ledger_name(ledger: int) -> str:
-    name = LEDGER_NAMES.get(int(ledger))
-    return f"{ledger} ({name})" if name else str(ledger)
-
-
-def _total_sums(ledger_values: np.ndarray, per_shard: list[np.ndarray]) -> dict:
-    """ledger -> (debits_pending, debits_posted, credits_pending, credits_posted) as Python ints."""
-    total = {}
-    for slot, ledger in enumerate(ledger_values.tolist()):
-        fields = []
-        for column in range(4):
-            fields.append(sum((int(s[slot, column, 0]) << 32) + int(s[slot, column, 1]) for s in per_shard))
-        total[ledger] = tuple(fields)
-    return total
 
 
 def split_epochs(transfers: Transfers) -> Iterator[Transfers]:

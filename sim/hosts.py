@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from sim.shard_state import ShardState
+from sim.wire import SEQUENCED_CALLS, check_accepted
 
 
 class ShardHosts(Protocol):
@@ -66,9 +67,7 @@ class DurableLocalHosts:
         return [d.state for d in self.shards]
 
     def submit(self, method: str, args_per_shard: list[tuple]) -> list:
-        from sim.durability import APPLIED, DUPLICATE, LOGGED_METHODS
-
-        if method not in LOGGED_METHODS:
+        if method not in SEQUENCED_CALLS:
             return [getattr(d.state, method)(*args) for d, args in zip(self.shards, args_per_shard)]
         self.seq += 1
         results = []
@@ -81,7 +80,7 @@ class DurableLocalHosts:
                     self.crashes += 1
                     self.shards[s].close()
                     self.shards[s] = self._make(s)
-            assert outcome in (APPLIED, DUPLICATE), outcome
+            check_accepted(s, self.seq, outcome)
             results.append(result)
         return results
 

@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sim.audit import audit_from_array, audit_to_array
 from sim.durability import LOCK_FILE, DurabilityError, remove_own_files, FolderLock, ITEM_SCHEMA, fsync_dir, batch_values, items_batch, read_segment
-from sim.shard_state import CommitPayload
+from sim.wire import CommitPayload
 
 JOURNAL_PREFIX, JOURNAL_SUFFIX = "journal-", ".arrows"
 COMMIT_PREFIX, COMMIT_SUFFIX = "commit-", ".arrow"
-SUM_SPLIT = 62  # audit sums (exact, may pass int64) are kept as (high, low) halves
-AUDIT_COLUMNS = 12
 
 
 def calls_through(epoch_index: int) -> int:
@@ -89,7 +88,7 @@ class DriverJournal:
         new_audit = audit[self._audit_written:]
         batch = items_batch(index, "epoch", [
             ("index", index), ("row_offset", row_offset), ("status", np.ascontiguousarray(status, np.uint16)),
-            ("audit", _audit_array(new_audit)), ("committed", int(committed)),
+            ("audit", audit_to_array(new_audit)), ("committed", int(committed)),
         ])
         self._writer.write_batch(batch)
         self._sink.flush()
@@ -144,7 +143,7 @@ def load(data_dir: str | Path, shard_count: int) -> Resumed | None:
         resumed.last_index = index
         resumed.row_offset = values["row_offset"] + len(values["status"])
         resumed.status.append(values["status"])
-        resumed.audit.extend(_audit_rows(values["audit"]))
+        resumed.audit.extend(audit_from_array(values["audit"]))
         resumed.committed = values["committed"]
     if resumed is None:
         return None
@@ -157,27 +156,3 @@ def load(data_dir: str | Path, shard_count: int) -> Resumed | None:
     if len(resumed.commit) != shard_count or not all(isinstance(c, CommitPayload) for c in resumed.commit):
         raise DurabilityError(f"{commit_path}: a commit for {len(resumed.commit)} shards, the run has {shard_count}")
     return resumed
-
-
-def _audit_array(audit: list) -> np.ndarray:
-    out = np.zeros((len(audit), AUDIT_COLUMNS), np.int64)
-    mask = (1 << SUM_SPLIT) - 1
-    for i, row in enumerate(audit):
-        out[i, 0] = np.uint64(row["epoch"]).view(np.int64)
-        out[i, 1] = row["ledger"]
-        for j, name in enumerate(("debits_pending", "debits_posted", "credits_pending", "credits_posted")):
-            out[i, 2 + 2 * j] = row[name] >> SUM_SPLIT
-            out[i, 3 + 2 * j] = row[name] & mask
-        out[i, 10] = int(row["double_entry"])
-        out[i, 11] = int(row["overdraft"])
-    return out
-
-
-def _audit_rows(array: np.ndarray) -> list:
-    rows = []
-    for r in array.tolist():
-        sums = [(r[2 + 2 * j] << SUM_SPLIT) + r[3 + 2 * j] for j in range(4)]
-        rows.append({"epoch": int(np.int64(r[0]).view(np.uint64)), "ledger": r[1], "debits_pending": sums[0],
-                     "debits_posted": sums[1], "credits_pending": sums[2], "credits_posted": sums[3],
-                     "double_entry": bool(r[10]), "overdraft": bool(r[11])})
-    return rows

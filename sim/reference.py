@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim.audit import ledger_sums
 from sim.columns import BALANCE_FIELDS, Accounts, Balances, Transfers
 from sim.constants import (
     ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -484,13 +485,9 @@ class ReferenceLedger:
         )
 
     def ledger_sums(self) -> dict[int, tuple[int, int, int, int]]:
-        """ledger -> (sum debits_pending, debits_posted, credits_pending, credits_posted)."""
-        sums: dict[int, list[int]] = {}
-        for account in self._accounts.values():
-            total = sums.setdefault(account.ledger, [0, 0, 0, 0])
-            for k, name in enumerate(BALANCE_FIELDS):
-                total[k] += getattr(account, name)
-        return {ledger: tuple(total) for ledger, total in sorted(sums.items())}
+        """ledger -> (sum debits_pending, debits_posted, credits_pending, credits_posted), the
+        way every ledger's sums are made (sim.audit)."""
+        return ledger_sums(self.balances())
 
     def check_invariants(self) -> list[str]:
         """Violations of the spec's invariants (and of the reference's own bookkeeping)."""

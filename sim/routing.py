@@ -14,6 +14,35 @@ import numpy as np
 
 from sim.hashtable import group_by_shard, shard_of
 from sim.rowchecks import KIND_PENDING, KIND_PLAIN, KIND_POST, KIND_VOID
+from sim.wire import (
+    CHECK_AMOUNT,
+    CHECK_COLUMNS,
+    CHECK_CREDIT,
+    CHECK_DEBIT,
+    CHECK_IS_POST,
+    CHECK_LEDGER,
+    CHECK_PENDING_ID,
+    CODE_SHIFT,
+    CREATION_COLUMNS,
+    CREATION_FIELDS,
+    CREATION_KEY,
+    CREATION_SIM_TIME_US,
+    FIELD_AMOUNT,
+    FIELD_CREDIT,
+    FIELD_DEBIT,
+    FIELD_LEDGER_CODE_FLAGS,
+    FIELD_PENDING_ID,
+    FIELD_TIMEOUT,
+    FLAGS_SHIFT,
+    ID_ROW_COLUMNS,
+    ID_ROW_FIELDS,
+    ID_ROW_KEY,
+    SIDE_COLUMNS,
+    SIDE_GLOBAL_ROW,
+    SIDE_PENDING_DELTA,
+    SIDE_POSITION,
+    SIDE_POSTED_DELTA,
+)
 
 
 @dataclass(frozen=True)
@@ -53,39 +82,44 @@ def as_bits(column: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(inline="always", cache=True)
-def _put_fields(out, j, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
-    """The six field columns of sim.shard_kernels (FIELD_*) from out[j, 0] on."""
-    out[j, 0] = debit[i]
-    out[j, 1] = credit[i]
-    out[j, 2] = amount[i]
-    out[j, 3] = pending_id[i]
-    out[j, 4] = np.int64(ledger[i]) | (np.int64(code[i]) << 32) | (np.int64(flags[i]) << 48)
-    out[j, 5] = timeout_s[i]
+def _put_fields(out, j, first, i, debit, credit, amount, ledger, code, flags, pending_id,
+                timeout_s):
+    """The six field columns (sim.wire FIELD_*) of row i at out[j, first:first + 6]."""
+    out[j, first + FIELD_DEBIT] = debit[i]
+    out[j, first + FIELD_CREDIT] = credit[i]
+    out[j, first + FIELD_AMOUNT] = amount[i]
+    out[j, first + FIELD_PENDING_ID] = pending_id[i]
+    out[j, first + FIELD_LEDGER_CODE_FLAGS] = (np.int64(ledger[i])
+                                               | (np.int64(code[i]) << CODE_SHIFT)
+                                               | (np.int64(flags[i]) << FLAGS_SHIFT))
+    out[j, first + FIELD_TIMEOUT] = timeout_s[i]
 
 
 @numba.njit(cache=True)
 def pack_id_rows(order, ids, debit, credit, amount, ledger, code, flags, pending_id, timeout_s):
-    """[key, 6 field columns] per routed row."""
-    out = np.empty((len(order), 7), np.int64)
+    """sim.wire ID_ROW_* rows: [key, 6 field columns] per routed row."""
+    out = np.empty((len(order), ID_ROW_COLUMNS), np.int64)
     for j in range(len(order)):
         i = order[j]
-        out[j, 0] = ids[i]
-        _put_fields(out[j:j + 1, 1:], 0, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
+        out[j, ID_ROW_KEY] = ids[i]
+        _put_fields(out, j, ID_ROW_FIELDS, i, debit, credit, amount, ledger, code, flags,
+                    pending_id, timeout_s)
     return out
 
 
 @numba.njit(cache=True)
 def pack_pending_checks(order, pending_id, debit, credit, ledger, amount, kind):
-    """[pending_id, debit, credit, ledger, amount, is_post] per routed POST/VOID row."""
-    out = np.empty((len(order), 6), np.int64)
+    """sim.wire CHECK_* rows: [pending_id, debit, credit, ledger, amount, is_post] per routed
+    POST/VOID row."""
+    out = np.empty((len(order), CHECK_COLUMNS), np.int64)
     for j in range(len(order)):
         i = order[j]
-        out[j, 0] = pending_id[i]
-        out[j, 1] = debit[i]
-        out[j, 2] = credit[i]
-        out[j, 3] = ledger[i]
-        out[j, 4] = amount[i]
-        out[j, 5] = 1 if kind[i] == KIND_POST else 0
+        out[j, CHECK_PENDING_ID] = pending_id[i]
+        out[j, CHECK_DEBIT] = debit[i]
+        out[j, CHECK_CREDIT] = credit[i]
+        out[j, CHECK_LEDGER] = ledger[i]
+        out[j, CHECK_AMOUNT] = amount[i]
+        out[j, CHECK_IS_POST] = 1 if kind[i] == KIND_POST else 0
     return out
 
 
@@ -113,25 +147,28 @@ def commit_deltas(kind, amount, pending_amount, committed):
 
 @numba.njit(cache=True)
 def pack_side(order, position, posted, pending, row_offset):
-    """[account position, posted delta, pending delta, global row] per routed committed row."""
-    out = np.empty((len(order), 4), np.int64)
+    """sim.wire SIDE_* rows: [account position, posted delta, pending delta, global row] per
+    routed committed row."""
+    out = np.empty((len(order), SIDE_COLUMNS), np.int64)
     for j in range(len(order)):
         i = order[j]
-        out[j, 0] = position[i]
-        out[j, 1] = posted[i]
-        out[j, 2] = pending[i]
-        out[j, 3] = row_offset + i
+        out[j, SIDE_POSITION] = position[i]
+        out[j, SIDE_POSTED_DELTA] = posted[i]
+        out[j, SIDE_PENDING_DELTA] = pending[i]
+        out[j, SIDE_GLOBAL_ROW] = row_offset + i
     return out
 
 
 @numba.njit(cache=True)
 def pack_pending_creations(order, ids, sim_time_us, debit, credit, amount, ledger, code, flags,
                            pending_id, timeout_s):
-    """[key, sim_time_us, 6 field columns] per routed committed PENDING row."""
-    out = np.empty((len(order), 8), np.int64)
+    """sim.wire CREATION_* rows: [key, sim_time_us, 6 field columns] per routed committed
+    PENDING row."""
+    out = np.empty((len(order), CREATION_COLUMNS), np.int64)
     for j in range(len(order)):
         i = order[j]
-        out[j, 0] = ids[i]
-        out[j, 1] = sim_time_us[i]
-        _put_fields(out[j:j + 1, 2:], 0, i, debit, credit, amount, ledger, code, flags, pending_id, timeout_s)
+        out[j, CREATION_KEY] = ids[i]
+        out[j, CREATION_SIM_TIME_US] = sim_time_us[i]
+        _put_fields(out, j, CREATION_FIELDS, i, debit, credit, amount, ledger, code, flags,
+                    pending_id, timeout_s)
     return out

@@ -30,6 +30,7 @@ from sim.constants import (
     TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
     TRANSFER_FLAGS_KNOWN,
 )
+from sim.wire import ACCOUNT_INFO_ABSENT, ACCOUNT_INFO_LEDGER_MASK
 
 KIND_PLAIN = 0
 KIND_PENDING = 1
@@ -111,14 +112,11 @@ def chain_bounds(flags):
     return chain_end, is_open
 
 
-ACCOUNT_INFO_LEDGER_MASK = 0xFF
-
-
 @numba.njit(cache=True)
 def combine_pre_status(ids, id_status, local, debit_info, credit_info, ledger_info, is_open):
     """Status after checks 3..14 (0 = still passing); open-chain members get chain_open.
 
-    *_info: account info from the shards ((ledger slot + 1) | flagged << 8; 0 = absent);
+    *_info: account info from the shards (sim.wire ACCOUNT_INFO_*: (ledger slot + 1) | flagged);
     ledger_info: the row's ledger as (slot + 1), 0 when no account has that ledger.
     """
     n = len(ids)
@@ -132,9 +130,9 @@ def combine_pre_status(ids, id_status, local, debit_info, credit_info, ledger_in
             s = id_status[i]
         elif local[i] != 0:
             s = local[i]
-        elif debit_info[i] == 0:
+        elif debit_info[i] == ACCOUNT_INFO_ABSENT:
             s = DEBIT_ACCOUNT_NOT_FOUND
-        elif credit_info[i] == 0:
+        elif credit_info[i] == ACCOUNT_INFO_ABSENT:
             s = CREDIT_ACCOUNT_NOT_FOUND
         elif (ledger_info[i] != (debit_info[i] & ACCOUNT_INFO_LEDGER_MASK)
               or ledger_info[i] != (credit_info[i] & ACCOUNT_INFO_LEDGER_MASK)):

@@ -49,18 +49,43 @@ from sim.tables import (
     same_columns,
     within_window,
 )
+from sim.wire import (
+    ACCOUNT_INFO_FLAGGED,
+    CHECK_AMOUNT,
+    CHECK_CREDIT,
+    CHECK_DEBIT,
+    CHECK_IS_POST,
+    CHECK_LEDGER,
+    CHECK_PENDING_ID,
+    CREATION_FIELDS,
+    CREATION_KEY,
+    CREATION_SIM_TIME_US,
+    EXPIRED_AMOUNT,
+    EXPIRED_COLUMNS,
+    EXPIRED_CREDIT,
+    EXPIRED_DEBIT,
+    FIELD_AMOUNT,
+    FIELD_COUNT,
+    FIELD_CREDIT,
+    FIELD_DEBIT,
+    FIELD_LEDGER_CODE_FLAGS,
+    FIELD_TIMEOUT,
+    FUNDS_AMOUNT,
+    FUNDS_POSITION,
+    ID_ROW_FIELDS,
+    ID_ROW_KEY,
+    LEDGER_MASK,
+    RESOLUTION_KEY,
+    RESOLUTION_STATE,
+    SIDE_PENDING_DELTA,
+    SIDE_POSITION,
+    SIDE_POSTED_DELTA,
+)
 
 # Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
 DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
 
-# The eight transfer fields compared for idempotency, as six int64 columns, in this order, in
-# id rows and both tables; ledger (32 bits), code (16) and flags (16) share one column.
-FIELD_DEBIT, FIELD_CREDIT, FIELD_AMOUNT, FIELD_PENDING_ID, FIELD_LEDGER_CODE_FLAGS, FIELD_TIMEOUT = range(6)
-FIELD_COUNT = 6
-LEDGER_MASK = 0xFFFFFFFF
-
-# id rows sent to a shard: [key, 6 fields]
-ID_ROW_COLUMNS = 1 + FIELD_COUNT
+# The transfer fields (FIELD_*) and every payload's columns are the wire format: sim.wire.
 # id table: [key, epoch_first, 6 fields]: 64 bytes, one cache line
 ID_KEY, ID_EPOCH = 0, 1
 ID_FIELDS = 2
@@ -69,10 +94,6 @@ ID_TABLE_COLUMNS = ID_FIELDS + FIELD_COUNT
 P_KEY, P_STATE, P_RESOLVED_EPOCH, P_MARK_EPOCH, P_MARK, P_SIM_TIME = 0, 1, 2, 3, 4, 5
 P_FIELDS = 6
 PENDING_TABLE_COLUMNS = P_FIELDS + FIELD_COUNT
-# pending-check rows: [pending_id, debit, credit, ledger, amount, is_post]
-# funds rows: [account position, amount]
-# commit side rows: [account position, posted delta, pending delta, global row]
-# pending creations: [key, sim_time_us, 6 fields]; resolutions: [key, new state]
 
 MARK_NONE, MARK_POST, MARK_VOID = 0, 1, 2
 
@@ -93,16 +114,17 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
     n = len(rows)
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(id_table, home_slot(rows[i + PREFETCH_DISTANCE, 0], id_table.shape[0]))
-        key = rows[i, 0]
+            ahead = rows[i + PREFETCH_DISTANCE, ID_ROW_KEY]
+            prefetch_row(id_table, home_slot(ahead, id_table.shape[0]))
+        key = rows[i, ID_ROW_KEY]
         slot = find_slot(id_table, key)
         if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
-            same = same_columns(id_table, slot, ID_FIELDS, rows, i, 1, FIELD_COUNT)
+            same = same_columns(id_table, slot, ID_FIELDS, rows, i, ID_ROW_FIELDS, FIELD_COUNT)
             status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
             continue
         pslot = find_slot(pending_table, key)
         if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
-            same = same_columns(pending_table, pslot, P_FIELDS, rows, i, 1, FIELD_COUNT)
+            same = same_columns(pending_table, pslot, P_FIELDS, rows, i, ID_ROW_FIELDS, FIELD_COUNT)
             status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
             continue
         if id_table[slot, ID_KEY] == 0:
@@ -110,7 +132,7 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
         id_table[slot, ID_KEY] = key
         id_table[slot, ID_EPOCH] = epoch_now
         for f in range(FIELD_COUNT):
-            id_table[slot, ID_FIELDS + f] = rows[i, 1 + f]
+            id_table[slot, ID_FIELDS + f] = rows[i, ID_ROW_FIELDS + f]
     return status, added
 
 
@@ -173,13 +195,13 @@ def check_pending(pending_table, rows, epoch_now, window):
     status = np.zeros(n, np.uint8)
     pending_amount = np.zeros(n, np.int64)
     for i in range(n):
-        key = rows[i, 0]
+        key = rows[i, CHECK_PENDING_ID]
         slot = find_slot(pending_table, key)
         s = _pending_status(pending_table, slot, key, rows, i, epoch_now, window)
         status[i] = s
         if s == OK:
             pending_table[slot, P_MARK_EPOCH] = epoch_now
-            pending_table[slot, P_MARK] = MARK_POST if rows[i, 5] != 0 else MARK_VOID
+            pending_table[slot, P_MARK] = MARK_POST if rows[i, CHECK_IS_POST] != 0 else MARK_VOID
             pending_amount[i] = pending_table[slot, P_FIELDS + FIELD_AMOUNT]
     return status, pending_amount
 
@@ -191,9 +213,10 @@ def _pending_status(table, slot, key, rows, i, epoch_now, window):
     state = table[slot, P_STATE]
     if state != PENDING_STATE_PENDING and not within_window(epoch_now, table[slot, P_RESOLVED_EPOCH], window):
         return PENDING_TRANSFER_NOT_FOUND
-    if (rows[i, 1] != table[slot, P_FIELDS + FIELD_DEBIT]
-            or rows[i, 2] != table[slot, P_FIELDS + FIELD_CREDIT]
-            or rows[i, 3] != (table[slot, P_FIELDS + FIELD_LEDGER_CODE_FLAGS] & LEDGER_MASK)):
+    if (rows[i, CHECK_DEBIT] != table[slot, P_FIELDS + FIELD_DEBIT]
+            or rows[i, CHECK_CREDIT] != table[slot, P_FIELDS + FIELD_CREDIT]
+            or rows[i, CHECK_LEDGER]
+            != (table[slot, P_FIELDS + FIELD_LEDGER_CODE_FLAGS] & LEDGER_MASK)):
         return PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS
     mark = table[slot, P_MARK] if table[slot, P_MARK_EPOCH] == epoch_now else MARK_NONE
     if state == PENDING_STATE_POSTED or mark == MARK_POST:
@@ -202,7 +225,7 @@ def _pending_status(table, slot, key, rows, i, epoch_now, window):
         return PENDING_TRANSFER_ALREADY_VOIDED
     if state == PENDING_STATE_EXPIRED:
         return PENDING_TRANSFER_EXPIRED
-    if rows[i, 5] != 0 and rows[i, 4] > table[slot, P_FIELDS + FIELD_AMOUNT]:
+    if rows[i, CHECK_IS_POST] != 0 and rows[i, CHECK_AMOUNT] > table[slot, P_FIELDS + FIELD_AMOUNT]:
         return EXCEEDS_PENDING_AMOUNT
     return OK
 
@@ -219,16 +242,16 @@ def check_funds(balances, rows):
     reserved = np.zeros((capacity, 2), np.int64)  # [position + 1, reserved amount]
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, 0])
-        position = rows[i, 0]
+            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, FUNDS_POSITION])
+        position = rows[i, FUNDS_POSITION]
         slot = find_slot(reserved, position + 1)
         reserved[slot, 0] = position + 1
         available = (balances[position, CREDITS_POSTED] - balances[position, DEBITS_POSTED]
                      - balances[position, DEBITS_PENDING] - reserved[slot, 1])
-        if rows[i, 1] > available:
+        if rows[i, FUNDS_AMOUNT] > available:
             status[i] = EXCEEDS_CREDITS
         else:
-            reserved[slot, 1] += rows[i, 1]
+            reserved[slot, 1] += rows[i, FUNDS_AMOUNT]
     return status
 
 
@@ -264,10 +287,10 @@ def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, poste
     n = len(rows)
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, 0])
-        position = rows[i, 0]
-        posted_delta = rows[i, 1]
-        pending_delta = rows[i, 2]
+            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, SIDE_POSITION])
+        position = rows[i, SIDE_POSITION]
+        posted_delta = rows[i, SIDE_POSTED_DELTA]
+        pending_delta = rows[i, SIDE_PENDING_DELTA]
         if _would_overflow(balances[position, pending_column], pending_delta):
             return i, pending_column, overdrawn
         balances[position, pending_column] += pending_delta
@@ -281,10 +304,6 @@ def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, poste
             if balances[position, DEBITS_POSTED] > balances[position, CREDITS_POSTED] - balances[position, DEBITS_PENDING]:
                 overdrawn = position
     return np.int64(-1), np.int64(-1), overdrawn
-
-
-ACCOUNT_INFO_ABSENT = 0
-ACCOUNT_INFO_FLAGGED = 1 << 8  # info = (ledger slot + 1) | flagged bit; 0 when absent
 
 
 @numba.njit(cache=True)
@@ -323,17 +342,18 @@ def create_pending(pending_table, heap_time, heap_key, heap_size, rows):
     added = 0
     size = heap_size
     for i in range(len(rows)):
-        key = rows[i, 0]
+        key = rows[i, CREATION_KEY]
         slot = find_slot(pending_table, key)
         if pending_table[slot, P_KEY] == 0:
             added += 1
         pending_table[slot, :] = 0
         pending_table[slot, P_KEY] = key
         pending_table[slot, P_STATE] = PENDING_STATE_PENDING
-        pending_table[slot, P_SIM_TIME] = rows[i, 1]
+        pending_table[slot, P_SIM_TIME] = rows[i, CREATION_SIM_TIME_US]
         for f in range(FIELD_COUNT):
-            pending_table[slot, P_FIELDS + f] = rows[i, 2 + f]
-        expires, expire_at = _expire_at(rows[i, 1], rows[i, 2 + FIELD_TIMEOUT])
+            pending_table[slot, P_FIELDS + f] = rows[i, CREATION_FIELDS + f]
+        timeout_s = rows[i, CREATION_FIELDS + FIELD_TIMEOUT]
+        expires, expire_at = _expire_at(rows[i, CREATION_SIM_TIME_US], timeout_s)
         if expires:
             size = heap_push((heap_time, heap_key), size, (expire_at, key))
     return added, size
@@ -354,9 +374,9 @@ def _expire_at(sim_time_us, timeout_s):
 @numba.njit(cache=True)
 def resolve_pending(pending_table, rows, epoch_now):
     for i in range(len(rows)):
-        slot = find_slot(pending_table, rows[i, 0])
-        assert pending_table[slot, P_KEY] == rows[i, 0]
-        pending_table[slot, P_STATE] = rows[i, 1]
+        slot = find_slot(pending_table, rows[i, RESOLUTION_KEY])
+        assert pending_table[slot, P_KEY] == rows[i, RESOLUTION_KEY]
+        pending_table[slot, P_STATE] = rows[i, RESOLUTION_STATE]
         pending_table[slot, P_RESOLVED_EPOCH] = epoch_now
         pending_table[slot, P_MARK] = MARK_NONE
 
@@ -367,7 +387,7 @@ def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoc
 
     Returns (count, rows [count, 3] of (debit, credit, amount), heap size).
     """
-    out = np.zeros((16, 3), np.int64)
+    out = np.zeros((16, EXPIRED_COLUMNS), np.int64)
     count = 0
     size = heap_size
     while size > 0 and heap_time[0] <= start_us:
@@ -383,12 +403,12 @@ def expire_pending(pending_table, heap_time, heap_key, heap_size, start_us, epoc
         pending_table[slot, P_STATE] = PENDING_STATE_EXPIRED
         pending_table[slot, P_RESOLVED_EPOCH] = epoch_now
         if count == out.shape[0]:
-            grown = np.zeros((2 * count, 3), np.int64)
+            grown = np.zeros((2 * count, EXPIRED_COLUMNS), np.int64)
             grown[:count] = out
             out = grown
-        out[count, 0] = pending_table[slot, P_FIELDS + FIELD_DEBIT]
-        out[count, 1] = pending_table[slot, P_FIELDS + FIELD_CREDIT]
-        out[count, 2] = pending_table[slot, P_FIELDS + FIELD_AMOUNT]
+        out[count, EXPIRED_DEBIT] = pending_table[slot, P_FIELDS + FIELD_DEBIT]
+        out[count, EXPIRED_CREDIT] = pending_table[slot, P_FIELDS + FIELD_CREDIT]
+        out[count, EXPIRED_AMOUNT] = pending_table[slot, P_FIELDS + FIELD_AMOUNT]
         count += 1
     return out[:count].copy(), size
 

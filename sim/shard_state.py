@@ -10,10 +10,14 @@ A shard owns the accounts, transfer ids and pending transfers whose keys hash to
    (posts/voids) and funds, in row order.
 
 The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
-last), so an epoch costs two round trips. Memory per account: 8 (id) + 32 (four balances) +
-1 (flag) + 1 (ledger slot) + 4 x 1.5 (index) = 48 bytes; transfer ids in the idempotency
-window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96 bytes. Both tables are
-swept in place, a slice per epoch, so long runs neither grow nor pause to rebuild.
+last), so an epoch costs two round trips. ``begin_epoch`` is exactly ``settle`` (the commit)
+then ``open_epoch`` (the rest); sim.durability calls the two steps itself, with its fault point
+between them. Arguments and answers are the records and column layouts of sim.wire.
+
+Memory per account: 8 (id) + 32 (four balances) + 1 (flag) + 1 (ledger slot) + 4 x 1.5
+(index) = 48 bytes; transfer ids in the idempotency window cost 3 x 64 bytes each (the id
+table), pending transfers 3 x 96 bytes. Both tables are swept in place, a slice per epoch, so
+long runs neither grow nor pause to rebuild.
 """
 
 from __future__ import annotations
@@ -25,20 +29,21 @@ import numpy as np
 from sim import shard_kernels as K
 from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
 from sim.hashtable import account_index_capacity, build_account_index, table_capacity
+from sim.wire import (
+    EXPIRED_SIDE_AMOUNT,
+    EXPIRED_SIDE_KEY,
+    SIDE_GLOBAL_ROW,
+    SIDE_POSITION,
+    BeginAnswer,
+    CommitAnswer,
+    CommitPayload,
+    EvaluateAnswer,
+    FinalState,
+    Lookups,
+    Overflow,
+)
 
 LEDGER_SLOTS_MAX = 255
-EMPTY_ROWS_2 = np.zeros((0, 2), np.int64)
-
-
-@dataclass
-class CommitPayload:
-    """One shard's share of an epoch's committed effects (arrays of int64 rows)."""
-
-    epoch: int
-    debit_rows: np.ndarray  # [position, posted delta, pending delta, global row]
-    credit_rows: np.ndarray
-    pending_rows: np.ndarray  # [key, sim_time_us, 8 fields]
-    resolve_rows: np.ndarray  # [key, new state]
 
 
 # Record tables are swept (records past their window dropped) once their used slots pass
@@ -113,10 +118,23 @@ class ShardState:
 
     # --- call 1 ---------------------------------------------------------------------------
     def begin_epoch(self, commit: CommitPayload | None, epoch: int, start_us: int,
-                    id_rows: np.ndarray, debit_keys: np.ndarray, credit_keys: np.ndarray) -> dict:
-        out = self.commit(commit) if commit is not None else {}
-        if out.get("overflow") is not None:
-            return out
+                    id_rows: np.ndarray, debit_keys: np.ndarray,
+                    credit_keys: np.ndarray) -> BeginAnswer:
+        """settle(commit) then open_epoch(...): the only composition of the two steps."""
+        settled = self.settle(commit)
+        return self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
+
+    def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:
+        """Step 1 of begin_epoch: the previous epoch's commit (None when none rides along)."""
+        return None if commit is None else self.commit(commit)
+
+    def open_epoch(self, settled: CommitAnswer | None, epoch: int, start_us: int,
+                   id_rows: np.ndarray, debit_keys: np.ndarray,
+                   credit_keys: np.ndarray) -> BeginAnswer:
+        """Step 2 of begin_epoch, after settle() answered `settled`: expiry, ids, look-ups.
+        Nothing is done after an overflowing commit (the run ends there)."""
+        if settled is not None and settled.overflow is not None:
+            return BeginAnswer(settled, None)
         self.epoch = np.int64(epoch)
         self._sweep_id_table()
         self._reserve_id_table(len(id_rows))
@@ -128,26 +146,25 @@ class ShardState:
             self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
         credit_position, credit_info = K.lookup_accounts(
             self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
-        out.update(id_status=id_status, debit_position=debit_position, debit_info=debit_info,
-                   credit_position=credit_position, credit_info=credit_info, expired=expired)
-        return out
+        return BeginAnswer(settled, Lookups(id_status, debit_position, debit_info, credit_position,
+                                            credit_info, expired))
 
     # --- call 2 ---------------------------------------------------------------------------
     def evaluate(self, expired_debit: np.ndarray, expired_credit: np.ndarray,
-                 pending_rows: np.ndarray, funds_rows: np.ndarray) -> dict:
-        """expired_*: [account key, amount]; pending_rows / funds_rows: see shard_kernels."""
-        K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
-                          expired_debit[:, 0], expired_debit[:, 1], K.DEBITS_PENDING)
-        K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
-                          expired_credit[:, 0], expired_credit[:, 1], K.CREDITS_PENDING)
+                 pending_rows: np.ndarray, funds_rows: np.ndarray) -> EvaluateAnswer:
+        """expired_*: sim.wire EXPIRED_SIDE_* rows; pending_rows: CHECK_* rows; funds_rows:
+        FUNDS_* rows."""
+        sides = ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING))
+        for rows, column in sides:
+            K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
+                              rows[:, EXPIRED_SIDE_KEY], rows[:, EXPIRED_SIDE_AMOUNT], column)
         pending_status, pending_amount = K.check_pending(
             self.pending_table, pending_rows, self.epoch, self.window_epochs)
         funds_status = K.check_funds(self.balances, funds_rows)
-        return {"pending_status": pending_status, "pending_amount": pending_amount,
-                "funds_status": funds_status}
+        return EvaluateAnswer(pending_status, pending_amount, funds_status)
 
     # --- commit ---------------------------------------------------------------------------
-    def commit(self, commit: CommitPayload) -> dict:
+    def commit(self, commit: CommitPayload) -> CommitAnswer:
         """Apply an epoch's committed effects; report overflow, overdraft and ledger sums.
 
         commit.epoch and every epoch passed here are int64 bit patterns of the uint64 epoch.
@@ -161,12 +178,13 @@ class ShardState:
             at, column, overdrawn_at = K.apply_side(
                 self.balances, self.ledger_slot, self.flagged, self.sums, rows,
                 pending_col, posted_col, side == "debit")
-            if at >= 0 and (overflow is None or rows[at, 3] < overflow[0]):
-                overflow = (int(rows[at, 3]), side, int(column), int(self.keys[rows[at, 0]]))
+            if at >= 0 and (overflow is None or rows[at, SIDE_GLOBAL_ROW] < overflow.row):
+                overflow = Overflow(int(rows[at, SIDE_GLOBAL_ROW]), side, int(column),
+                                    int(self.keys[rows[at, SIDE_POSITION]]))
             if side == "debit" and overdrawn_at >= 0:
                 overdrawn = int(self.keys[overdrawn_at])
         if overflow is not None:
-            return {"overflow": overflow}
+            return CommitAnswer(overflow, None, None)
         self._sweep_pending_table(np.int64(commit.epoch))
         self._reserve_pending_table(len(commit.pending_rows), np.int64(commit.epoch))
         K.resolve_pending(self.pending_table, commit.resolve_rows, np.int64(commit.epoch))
@@ -174,14 +192,15 @@ class ShardState:
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, commit.pending_rows)
         self.pending_used += added
         K.normalise_sums(self.sums)
-        return {"overflow": None, "sums": self.sums.copy(), "overdrawn": overdrawn}
+        return CommitAnswer(None, self.sums.copy(), overdrawn)
 
-    def finish(self, commit: CommitPayload | None) -> dict:
-        return self.commit(commit) if commit is not None else {"overflow": None, "sums": self.sums.copy(), "overdrawn": None}
+    def finish(self, commit: CommitPayload | None) -> CommitAnswer:
+        if commit is None:
+            return CommitAnswer(None, self.sums.copy(), None)
+        return self.commit(commit)
 
-    def final_state(self) -> dict:
-        return {"keys": self.keys, "balances": self.balances, "sums": self.sums.copy(),
-                "bytes_per_account": self.nbytes_per_account()}
+    def final_state(self) -> FinalState:
+        return FinalState(self.keys, self.balances, self.sums.copy(), self.nbytes_per_account())
 
     # --- snapshots (sim.durability) -------------------------------------------------------
     def snapshot(self) -> list[tuple[str, object]]:

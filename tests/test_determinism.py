@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from xpay.cli import main
 from sim.engine import run_local
-from xpay.report import ledger_sums_from_balances
+from sim.audit import ledger_sums
 from tests.adversarial import adversarial_workload
 
 RUN_FILES = ("accounts.parquet", "workload.parquet", "results.parquet", "balances.parquet")
@@ -44,9 +44,9 @@ def test_shard_count_does_not_change_the_result(tmp_path):
 def test_money_is_conserved_per_ledger(seed, rows, shards):
     accounts, transfers = adversarial_workload(seed, rows, 6)
     result = run_local(accounts, transfers, shards, window_epochs=3)
-    for ledger, (dp, dpo, cp, cpo) in ledger_sums_from_balances(result.balances).items():
+    for ledger, (dp, dpo, cp, cpo) in ledger_sums(result.balances).items():
         assert dpo == cpo, ledger
         assert dp == cp, ledger
-    assert result.ledger_sums == ledger_sums_from_balances(result.balances)
+    assert result.ledger_sums == ledger_sums(result.balances)
     assert result.metrics.invariant_violations == []
     assert np.all(result.balances.debits_pending >= 0)

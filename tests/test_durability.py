@@ -12,8 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sim.durability import (
-    DUPLICATE,
-    STALE,
     Durability,
     DurableShard,
     batch_values,
@@ -28,7 +26,8 @@ from sim.hashtable import shard_of
 from sim.hosts import DurableLocalHosts, SimulatedCrash
 from sim.reference import run_reference
 from sim.routing import as_bits
-from sim.shard_state import CommitPayload, ShardState
+from sim.shard_state import ShardState
+from sim.wire import DUPLICATE, STALE, CommitPayload
 from tests.adversarial import adversarial_workload
 
 WINDOW = 3

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.columns import Accounts, Balances
-from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, STATUS_COUNT, STATUS_NAMES
+from sim.columns import Balances
+from sim.constants import STATUS_COUNT, STATUS_NAMES
 
 PACKAGES_REPORTED = ("xpay-sim", "ray", "numpy", "numba", "pyarrow", "simpy")
 VIOLATIONS_LISTED_MAX = 20
@@ -25,39 +25,6 @@ VIOLATIONS_LISTED_MAX = 20
 def status_counts(status: np.ndarray) -> dict[str, int]:
     counts = np.bincount(status.astype(np.int64), minlength=STATUS_COUNT)
     return {STATUS_NAMES[c]: int(counts[c]) for c in range(STATUS_COUNT)}
-
-
-def ledger_sums_from_balances(balances: Balances) -> dict[int, tuple[int, int, int, int]]:
-    """Per-ledger sums of the four fields as exact Python ints (summed in 32-bit halves)."""
-    sums = {}
-    for ledger in np.unique(balances.ledger).tolist():
-        on = balances.ledger == ledger
-        fields = []
-        for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
-            column = getattr(balances, name)[on]
-            fields.append((int(np.sum(column >> 32)) << 32) + int(np.sum(column & 0xFFFFFFFF)))
-        sums[int(ledger)] = tuple(fields)
-    return sums
-
-
-def final_invariants(accounts: Accounts, balances: Balances, running_sums: dict) -> list[dict]:
-    """Double entry and overdraft on the final balances, and agreement with the running sums."""
-    from sim.engine import violation
-
-    problems = []
-    recomputed = ledger_sums_from_balances(balances)
-    for ledger, (dp, dpo, cp, cpo) in recomputed.items():
-        if dpo != cpo or dp != cp:
-            problems.append(violation("double_entry", None, f"final balances: double entry broken on ledger {ledger}"))
-    if recomputed != {int(k): tuple(v) for k, v in running_sums.items()}:
-        problems.append(violation("double_entry", None, "final balances disagree with the shards' running sums"))
-    flagged = (accounts.flags & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
-    over = flagged & (balances.debits_posted > balances.credits_posted - balances.debits_pending)
-    if over.any():
-        first = int(np.flatnonzero(over)[0])
-        problems.append(violation("overdraft", None, f"final balances: {int(over.sum())} accounts overdrawn,"
-                                                     f" first id {int(accounts.id[first])}"))
-    return problems
 
 
 def latency_summary(latency_ms: list[float]) -> dict:

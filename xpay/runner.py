@@ -18,16 +18,17 @@ import numpy as np
 import pyarrow as pa
 
 from sim import files
+from sim.audit import final_invariants, write_audit
 from sim.columns import Accounts, Transfers
 from sim.constants import CODE_NAMES, IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
 from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
 from sim.errors import BalanceOverflowError, InputRefused, InvariantViolation
 from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
+from sim.wire import BEGIN_EPOCH
 from xpay import progress
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
-    final_invariants,
     hardware,
     latency_summary,
     result_digest,
@@ -183,7 +184,8 @@ def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
         if resume:
             raise ValueError("nothing to resume from: the run had no data dir")
         return None, None
-    from sim.durability import claim_data_dir, clear_fault_records, truncate_after
+    from actors.faults import clear_fault_records
+    from sim.durability import claim_data_dir, truncate_after
     from sim.journal import DriverJournal, calls_through, load
 
     claim_data_dir(durability.data_dir)  # before the journal writes anything there
@@ -216,7 +218,7 @@ class _CrashingDriver:
 
     def submit(self, method: str, args_per_shard: list):
         handle = self._hosts.submit(method, args_per_shard)
-        if method == "begin_epoch" and self._journal.last_index >= self._after:
+        if method == BEGIN_EPOCH and self._journal.last_index >= self._after:
             print(f"xpay: injected driver crash after epoch index {self._after}", file=sys.stderr, flush=True)
             os._exit(DRIVER_CRASH_EXIT_STATUS)
         return handle
@@ -342,26 +344,6 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "versions": versions(),
         "hardware": hardware(),
     }
-
-
-AUDIT_SCHEMA = pa.schema([
-    ("epoch", pa.uint64()), ("ledger", pa.uint32()),
-    ("debits_pending", pa.decimal128(38, 0)), ("debits_posted", pa.decimal128(38, 0)),
-    ("credits_pending", pa.decimal128(38, 0)), ("credits_posted", pa.decimal128(38, 0)),
-    ("double_entry", pa.bool_()), ("overdraft", pa.bool_()),
-])
-
-
-def write_audit(path: Path, audit: list[dict]) -> None:
-    """The invariant time series: per epoch boundary and ledger, exact sums (decimal, since a
-    ledger's total can pass int64) and both verdicts."""
-    import pyarrow.parquet as pq
-
-    columns = {name: [row[name] for row in audit] for name in AUDIT_SCHEMA.names}
-    table = pa.table(columns, schema=AUDIT_SCHEMA)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
 
 
 def _payment_latency(timeline: EpochTimeline, options: RunOptions) -> dict:
