@@ -310,6 +310,7 @@ class Engine:
         handle = self.hosts.submit(EVALUATE, second_args)
         next_plan = plan_next()  # overlaps with the shards' evaluation
         second: list[EvaluateAnswer] = self.hosts.collect(handle)
+        metrics.timeline.shard_busy([b.busy_s + e.busy_s for b, e in zip(first, second)])
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
         pending_route.scatter([a.pending_status for a in second], status)

@@ -22,6 +22,8 @@ long runs neither grow nor pause to rebuild.
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +123,11 @@ class ShardState:
                     id_rows: np.ndarray, debit_keys: np.ndarray,
                     credit_keys: np.ndarray) -> BeginAnswer:
         """settle(commit) then open_epoch(...): the only composition of the two steps."""
+        started = time.perf_counter()
         settled = self.settle(commit)
-        return self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
+        answer = self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
+        answer.busy_s = time.perf_counter() - started
+        return answer
 
     def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:
         """Step 1 of begin_epoch: the previous epoch's commit (None when none rides along)."""
@@ -154,6 +159,7 @@ class ShardState:
                  pending_rows: np.ndarray, funds_rows: np.ndarray) -> EvaluateAnswer:
         """expired_*: sim.wire EXPIRED_SIDE_* rows; pending_rows: CHECK_* rows; funds_rows:
         FUNDS_* rows."""
+        started = time.perf_counter()
         sides = ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING))
         for rows, column in sides:
             K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
@@ -161,7 +167,8 @@ class ShardState:
         pending_status, pending_amount = K.check_pending(
             self.pending_table, pending_rows, self.epoch, self.window_epochs)
         funds_status = K.check_funds(self.balances, funds_rows)
-        return EvaluateAnswer(pending_status, pending_amount, funds_status)
+        return EvaluateAnswer(pending_status, pending_amount, funds_status,
+                              time.perf_counter() - started)
 
     # --- commit ---------------------------------------------------------------------------
     def commit(self, commit: CommitPayload) -> CommitAnswer:

@@ -12,7 +12,8 @@ omission (the YCSB/wrk2 rule). The effects are applied on the shards with the ne
 
 `EpochTimeline` records, per epoch, the simulated start and end, the wall instants (release,
 start, statuses final, effects committed on the shards; seconds since the engine started),
-rows, committed rows, the status counts and the rows per business code, and (with a pacer)
+rows, committed rows, the status counts, the rows per business code, each shard's busy time
+(measured inside the shard, around its two calls), and (with a pacer)
 the payment latency histograms per business code. It becomes ``epochs.parquet`` and
 ``latency.parquet``.
 """
@@ -66,6 +67,7 @@ class EpochTimeline:
         "final_s", "commit_s")})
     status_counts: list = field(default_factory=list)
     code_counts: list = field(default_factory=list)
+    busy_s: list = field(default_factory=list)  # per epoch: each shard's own time in its calls
     latency: KindHistograms = field(default_factory=KindHistograms)
 
     def start(self) -> None:
@@ -113,6 +115,10 @@ class EpochTimeline:
             latency_us = np.maximum(np.rint(latency_s * MICROSECONDS_PER_SECOND), 0).astype(np.int64)
             self.latency.record(codes, latency_us)
 
+    def shard_busy(self, seconds_per_shard: list[float]) -> None:
+        """Each shard's time inside this epoch's two calls (measured in the shard)."""
+        self.busy_s.append([float(s) for s in seconds_per_shard])
+
     def committed(self, index: int) -> None:
         """The shards acknowledged the effects of the epoch recorded `index`-th."""
         self.columns["commit_s"][index] = self.now_s()
@@ -129,4 +135,8 @@ class EpochTimeline:
         for code in range(CODE_COLUMNS):
             out[f"code_{CODE_NAMES.get(code, code)}"] = codes[:, code]
         out["code_other"] = codes[:, CODE_COLUMNS]
+        if self.busy_s and len(self.busy_s) == len(out["epoch"]):
+            busy = np.array(self.busy_s, np.float64)
+            for shard in range(busy.shape[1]):
+                out[f"shard_busy_s_{shard}"] = busy[:, shard]
         return out

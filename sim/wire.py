@@ -144,6 +144,7 @@ class BeginAnswer:
 
     commit: CommitAnswer | None
     lookups: Lookups | None
+    busy_s: float = 0.0  # the shard's own time in the call (settle and open), perf_counter
 
 
 @dataclass
@@ -151,6 +152,7 @@ class EvaluateAnswer:
     pending_status: np.ndarray  # uint8 per pending-check row
     pending_amount: np.ndarray  # int64: the pending amount of each passing row
     funds_status: np.ndarray  # uint8 per funds row
+    busy_s: float = 0.0  # the shard's own time in the call
 
 
 @dataclass
