@@ -64,6 +64,7 @@ def latency_cdf(run: Run):
     """Payment latency (arrival to commit) CDF, overall and per business code."""
     buckets = _table(run, "latency")
     figure, axis = _figure(f"{run.summary.get('latency_kind', 'latency').capitalize()} CDF by kind")
+    axis.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 16 kinds and "all": no repeats
     for kind, group in buckets.groupby("kind", observed=True, sort=False):
         counts = group["count"].to_numpy()
         if counts.sum() == 0:
