@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.constants import CODE_NAMES, STATUS_COUNT
+from sim.constants import CODE_NAMES, STATUS_COUNT, STATUS_NAMES
 from sim.latency import KindHistograms
 
 CODE_COLUMNS = max(CODE_NAMES) + 1  # rows per business code: codes of the contract; others apart
@@ -125,8 +125,6 @@ class EpochTimeline:
 
     def table(self) -> dict[str, np.ndarray]:
         """epochs.parquet's columns: the fixed ones, status_<name>, code_<name>, code_other."""
-        from sim.constants import STATUS_NAMES
-
         out = {name: np.asarray(values) for name, values in self.columns.items()}
         statuses = np.array(self.status_counts, np.int64).reshape(-1, STATUS_COUNT)
         for code, name in enumerate(STATUS_NAMES):

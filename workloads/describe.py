@@ -139,9 +139,7 @@ def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_sec
     """
     rows = len(transfers)
     time_us = transfers.sim_time_us
-    model_us = time_us if model_seconds_per_sim_second == 1.0 else (
-        time_us.astype(np.float64) * model_seconds_per_sim_second).astype(np.int64)
-    traffic_us = model_us[_first_traffic_row(transfers.epoch, funding_epochs):]
+    traffic_us = traffic_model_time_us(transfers, model_seconds_per_sim_second, funding_epochs)
     return {
         "model_seconds_per_sim_second": float(model_seconds_per_sim_second),
         "rows": rows,
@@ -159,6 +157,22 @@ def describe(accounts: Accounts, transfers: Transfers, model_seconds_per_sim_sec
         "pending_share": _share(int(np.count_nonzero(transfers.flags & FLAG_PENDING)), rows),
         "retries": _retries(transfers.id, transfers.code),
     }
+
+
+def traffic_model_time_us(transfers: Transfers, model_seconds_per_sim_second: float,
+                          funding_epochs: int) -> np.ndarray:
+    """Model time (int64 us) of the rows after the first `funding_epochs` epochs."""
+    time_us = transfers.sim_time_us
+    model_us = time_us if model_seconds_per_sim_second == 1.0 else (
+        time_us.astype(np.float64) * model_seconds_per_sim_second).astype(np.int64)
+    return model_us[_first_traffic_row(transfers.epoch, funding_epochs):]
+
+
+def hourly_rows(transfers: Transfers, model_seconds_per_sim_second: float,
+                funding_epochs: int) -> list[int]:
+    """Rows per model hour of day over the traffic epochs (describe's `hourly` curve)."""
+    traffic_us = traffic_model_time_us(transfers, model_seconds_per_sim_second, funding_epochs)
+    return _hourly(traffic_us)["rows_per_hour"]
 
 
 # --- leaves ---------------------------------------------------------------------------------

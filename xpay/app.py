@@ -108,6 +108,8 @@ def write_workload(out: Path, accounts, transfers, source, scenario: str, seed: 
 def run_scenario(scenario: str, seed: int, size, options: RunOptions, out: Path | None = None,
                  fsync: str = "off", snapshot_every: int = 16) -> tuple[dict, Path]:
     """Generate, write and replay a scenario; returns (summary, run folder)."""
+    from workloads.describe import hourly_rows
+
     out = Path(out) if out is not None else default_out(scenario, seed)
     check_ray(options)
     source, accounts, transfers, generate_seconds = scenario_workload(scenario, seed, size)
@@ -121,22 +123,11 @@ def run_scenario(scenario: str, seed: int, size, options: RunOptions, out: Path 
         "fsync": fsync, "snapshot_every": snapshot_every})
     configuration = {"command": "run", "scenario": scenario, "seed": seed,
                      "workload": source.configuration(), "generate_seconds": generate_seconds,
-                     "workload_hourly": hourly_rows(transfers, source)}
+                     "workload_hourly": hourly_rows(transfers, source.model_seconds_per_sim_second,
+                                                    source.funding_epoch_count)}
     print(f"xpay run: {scenario}, seed {seed}: {len(accounts):,} accounts, {len(transfers):,} rows"
           f" generated in {generate_seconds:.1f} s -> {out}", file=sys.stderr)
     return replay(accounts, transfers, out, options, 0.0, configuration), out
-
-
-def hourly_rows(transfers, source) -> list[int]:
-    """Rows per model hour of day over the traffic epochs (after the funding epochs)."""
-    import numpy as np
-
-    epochs = np.unique(transfers.epoch)
-    funding = epochs[:source.funding_epoch_count]
-    traffic = ~np.isin(transfers.epoch, funding)
-    model_us = transfers.sim_time_us[traffic].astype(np.float64) * source.model_seconds_per_sim_second
-    hours = (model_us // 3_600_000_000).astype(np.int64) % 24
-    return np.bincount(hours, minlength=24).tolist()
 
 
 def replay_files(accounts_path: Path, workload_path: Path, options: RunOptions, out: Path) -> dict:

@@ -69,18 +69,24 @@ def _say(message: str) -> None:
     print(f"xpay: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def _shards(text: str) -> int:
-    value = int(text)
-    if not SHARD_COUNT_MIN <= value <= SHARD_COUNT_MAX:
-        raise argparse.ArgumentTypeError(f"shards(={value}) must be in {SHARD_COUNT_MIN}..{SHARD_COUNT_MAX}")
-    return value
+def _int_in(low: int, high: int | None, label: str):
+    """An argparse type: an integer in low..high (high None: no ceiling), refused naming
+    the option, the value and the range."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            bound = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{label}(={value}) must be {bound}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+WINDOW_EPOCHS_MAX = 2**63 - 1  # epochs are uint64; the window is compared as int64 too
+_shards = _int_in(SHARD_COUNT_MIN, SHARD_COUNT_MAX, "shards")
+_window_epochs = _int_in(0, WINDOW_EPOCHS_MAX, "window epochs")
+_positive = _int_in(1, None, "value")  # argparse's message names the option before it
+_nonnegative = _int_in(0, None, "value")
 
 
 COUNT_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
@@ -107,23 +113,6 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"rate(={text!r}) must be a number of rows per second") from None
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"rate(={text}) must be > 0 and finite")
-    return value
-
-
-WINDOW_EPOCHS_MAX = 2**63 - 1  # epochs are uint64; the window is compared as int64 too
-
-
-def _window_epochs(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= WINDOW_EPOCHS_MAX:
-        raise argparse.ArgumentTypeError(f"window epochs(={value}) must be in 0..2**63-1")
-    return value
-
-
-def _nonnegative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 

@@ -147,7 +147,7 @@ def invariant_timeline(run: Run):
     volume.set_title("Conservation and invariants at every epoch boundary")
     for ledger, group in audit.groupby("ledger", sort=True):
         epochs = group["epoch"].to_numpy()
-        credits = np.array([float(c) for c in group["credits_posted"]])
+        credits = [int(c) for c in group["credits_posted"]]  # exact ints; matplotlib scales them
         difference = [int(d) - int(c) for d, c in zip(group["debits_posted"], group["credits_posted"])]
         volume.plot(epochs, credits, marker=".", label=f"ledger {ledger}")
         gap.plot(epochs, difference, marker=".", label=f"ledger {ledger}")

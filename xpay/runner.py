@@ -362,10 +362,8 @@ def write_timeline(out_dir: Path, timeline: EpochTimeline) -> None:
     histogram buckets per business code; kind "all" is every payment)."""
     import pyarrow.parquet as pq
 
-    table = pa.table(timeline.table())
-    pq.write_table(table, out_dir / "epochs.parquet.tmp", compression="zstd")
-    (out_dir / "epochs.parquet.tmp").replace(out_dir / "epochs.parquet")
-    latency_path = out_dir / "latency.parquet"
+    # out_dir is the run's staging folder: its files move into place together (_write_outputs)
+    pq.write_table(pa.table(timeline.table()), out_dir / "epochs.parquet", compression="zstd")
     if timeline.pacer is None:
         return  # a closed-loop run has no payment latency
     buckets = timeline.latency.buckets()
@@ -373,8 +371,7 @@ def write_timeline(out_dir: Path, timeline: EpochTimeline) -> None:
     table = pa.table({"kind": pa.array(kinds, pa.string()), "code": buckets["code"],
                       "low_ms": buckets["low_us"] / 1_000.0, "high_ms": buckets["high_us"] / 1_000.0,
                       "count": buckets["count"]})
-    pq.write_table(table, latency_path.with_suffix(".parquet.tmp"), compression="zstd")
-    latency_path.with_suffix(".parquet.tmp").replace(latency_path)
+    pq.write_table(table, out_dir / "latency.parquet", compression="zstd")
 
 
 def all_invariants_held(summary: dict) -> bool:
