@@ -450,9 +450,15 @@ class DurableShard:
         if method != BEGIN_EPOCH:
             return getattr(self.state, method)(*args)
         commit, *rest = args
+        started = time.perf_counter()
         settled = self.state.settle(commit)
+        settle_s = time.perf_counter() - started
         point("committed", seq, method)
-        return self.state.open_epoch(settled, *rest)
+        opened = time.perf_counter()
+        answer = self.state.open_epoch(settled, *rest)
+        answer.busy_s = settle_s + (time.perf_counter() - opened)
+        answer.settle_s = settle_s
+        return answer
 
     def _point(self, point: str, seq: int, method: str) -> None:
         if self.fault is not None:

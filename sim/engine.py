@@ -114,6 +114,7 @@ class EpochPlan:
     debit_blocks: list
     credit_blocks: list
     release_s: float = 0.0  # when the epoch was released (sim.timeline: seconds since start)
+    plan_s: float = 0.0  # the driver's time planning it
 
 
 @dataclass
@@ -159,6 +160,12 @@ class Engine:
 
     # --- planning (driver, no state) ------------------------------------------------------
     def plan(self, rows: Transfers, row_offset: int) -> EpochPlan:
+        started = time.perf_counter()
+        plan = self._plan(rows, row_offset)
+        plan.plan_s = time.perf_counter() - started
+        return plan
+
+    def _plan(self, rows: Transfers, row_offset: int) -> EpochPlan:
         k = self.shard_count
         ids, debit, credit = as_bits(rows.id), as_bits(rows.debit_account), as_bits(rows.credit_account)
         kind, local = row_kinds_and_local_status(
@@ -227,7 +234,8 @@ class Engine:
                 upcoming = next(source, None)
                 return self._plan_when_due(upcoming, after, pacer, metrics, wait=False)
 
-            status, commit, next_plan = self._run_epoch(plan, pending_commit, metrics, plan_next)
+            status, commit, next_plan, laps = self._run_epoch(plan, pending_commit, metrics, plan_next)
+            recording = time.perf_counter()
             metrics.status_counts += np.bincount(status, minlength=STATUS_COUNT)
             if keep_status:
                 statuses.append(status)
@@ -241,6 +249,8 @@ class Engine:
             index += 1
             if on_epoch is not None:
                 on_epoch(metrics.epochs, metrics.rows)
+            laps["record"] = time.perf_counter() - recording
+            metrics.timeline.driver(laps)
             plan = self._release(next_plan, pacer, metrics)
         if pending_commit is not None:
             last_plan, commit, submitted, recorded = pending_commit
@@ -296,21 +306,31 @@ class Engine:
 
     def _run_epoch(self, plan: EpochPlan, pending_commit, metrics: EngineMetrics, plan_next):
         k = self.shard_count
+        laps = {"plan": plan.plan_s}
+        lap = _Laps(laps)
         commits = pending_commit[1] if pending_commit else [None] * k
         epoch = epoch_bits(plan.epoch)
         first: list[BeginAnswer] = self.hosts.collect(self.hosts.submit(BEGIN_EPOCH, [
             (commits[s], epoch, plan.start_us, plan.id_blocks[s], plan.debit_blocks[s], plan.credit_blocks[s])
             for s in range(k)
         ]))
+        lap("begin_wait")
         if pending_commit is not None:
             settled = [a.commit for a in first]
             self._after_commit(pending_commit[0], settled, metrics, pending_commit[2], pending_commit[3])
+        lap("audit")
         pre, lookups = self._pre_status(plan, first)
+        lap("pre_status")
         second_args, pending_route, funds_route = self._evaluate_args(plan, pre, lookups, first)
         handle = self.hosts.submit(EVALUATE, second_args)
+        lap("route_evaluate")
         next_plan = plan_next()  # overlaps with the shards' evaluation
+        lap("plan_next")
         second: list[EvaluateAnswer] = self.hosts.collect(handle)
-        metrics.timeline.shard_busy([b.busy_s + e.busy_s for b, e in zip(first, second)])
+        lap("evaluate_wait")
+        metrics.timeline.shard_busy([b.busy_s + e.busy_s for b, e in zip(first, second)],
+                                    [(b.settle_s, b.busy_s - b.settle_s, e.busy_s)
+                                     for b, e in zip(first, second)])
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
         pending_route.scatter([a.pending_status for a in second], status)
@@ -318,7 +338,10 @@ class Engine:
         funds_route.scatter([a.funds_status for a in second], status)
         status, committed = resolve_chains(status, plan.chain_end, plan.is_open)
         metrics.committed += int(committed.sum())
-        return status, self._commit_payloads(plan, committed, pending_amount, lookups), next_plan
+        lap("resolve")
+        payloads = self._commit_payloads(plan, committed, pending_amount, lookups)
+        lap("route_commit")
+        return status, payloads, next_plan, laps
 
     def _pre_status(self, plan: EpochPlan, first: list[BeginAnswer]) -> tuple[np.ndarray, dict]:
         """Statuses after checks 3..14, and the epoch's account look-ups in row order."""
@@ -439,6 +462,19 @@ class Engine:
             debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
             credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
         return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
+
+
+class _Laps:
+    """Driver seconds between consecutive calls, stored by phase name in a dict."""
+
+    def __init__(self, into: dict):
+        self.into = into
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.into[phase] = self.into.get(phase, 0.0) + (now - self.last)
+        self.last = now
 
 
 @dataclass

@@ -125,8 +125,10 @@ class ShardState:
         """settle(commit) then open_epoch(...): the only composition of the two steps."""
         started = time.perf_counter()
         settled = self.settle(commit)
+        opened = time.perf_counter()
         answer = self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
         answer.busy_s = time.perf_counter() - started
+        answer.settle_s = opened - started
         return answer
 
     def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:

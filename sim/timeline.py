@@ -28,6 +28,13 @@ import numpy as np
 from sim.constants import CODE_NAMES, STATUS_COUNT, STATUS_NAMES
 from sim.latency import KindHistograms
 
+# The per-epoch breakdown (epochs.parquet): the driver's phases, in the order they run, and
+# each shard's. `begin_wait`/`evaluate_wait` are the driver waiting on the shards' answers
+# (their work, transport, and any queueing for a core); `plan` is this epoch's planning,
+# which ran while the shards evaluated the epoch before (`plan_next` of that epoch).
+DRIVER_PHASES = ("plan", "begin_wait", "audit", "pre_status", "route_evaluate", "plan_next",
+                 "evaluate_wait", "resolve", "route_commit", "record")
+SHARD_PHASES = ("commit", "open", "evaluate")
 CODE_COLUMNS = max(CODE_NAMES) + 1  # rows per business code: codes of the contract; others apart
 MICROSECONDS_PER_SECOND = 1_000_000
 
@@ -68,6 +75,8 @@ class EpochTimeline:
     status_counts: list = field(default_factory=list)
     code_counts: list = field(default_factory=list)
     busy_s: list = field(default_factory=list)  # per epoch: each shard's own time in its calls
+    shard_phases: list = field(default_factory=list)  # per epoch: [shard][commit, open, evaluate]
+    driver_phases: list = field(default_factory=list)  # per epoch: {phase: driver seconds}
     latency: KindHistograms = field(default_factory=KindHistograms)
 
     def start(self) -> None:
@@ -115,9 +124,17 @@ class EpochTimeline:
             latency_us = np.maximum(np.rint(latency_s * MICROSECONDS_PER_SECOND), 0).astype(np.int64)
             self.latency.record(codes, latency_us)
 
-    def shard_busy(self, seconds_per_shard: list[float]) -> None:
-        """Each shard's time inside this epoch's two calls (measured in the shard)."""
+    def shard_busy(self, seconds_per_shard: list[float],
+                   phases_per_shard: list[tuple[float, float, float]] | None = None) -> None:
+        """Each shard's time inside this epoch's two calls (measured in the shard), and how
+        it splits: (commit of the previous epoch, the rest of begin_epoch, evaluate)."""
         self.busy_s.append([float(s) for s in seconds_per_shard])
+        if phases_per_shard is not None:
+            self.shard_phases.append([[float(v) for v in p] for p in phases_per_shard])
+
+    def driver(self, phases: dict[str, float]) -> None:
+        """The driver's own time in this epoch, by phase (DRIVER_PHASES), in seconds."""
+        self.driver_phases.append(phases)
 
     def committed(self, index: int) -> None:
         """The shards acknowledged the effects of the epoch recorded `index`-th."""
@@ -137,4 +154,12 @@ class EpochTimeline:
             busy = np.array(self.busy_s, np.float64)
             for shard in range(busy.shape[1]):
                 out[f"shard_busy_s_{shard}"] = busy[:, shard]
+        if self.shard_phases and len(self.shard_phases) == len(out["epoch"]):
+            phases = np.array(self.shard_phases, np.float64)  # [epoch, shard, phase]
+            for shard in range(phases.shape[1]):
+                for p, name in enumerate(SHARD_PHASES):
+                    out[f"shard_{name}_s_{shard}"] = phases[:, shard, p]
+        if self.driver_phases and len(self.driver_phases) == len(out["epoch"]):
+            for name in DRIVER_PHASES:
+                out[f"driver_{name}_s"] = np.array([d.get(name, 0.0) for d in self.driver_phases])
         return out

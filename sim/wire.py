@@ -145,6 +145,7 @@ class BeginAnswer:
     commit: CommitAnswer | None
     lookups: Lookups | None
     busy_s: float = 0.0  # the shard's own time in the call (settle and open), perf_counter
+    settle_s: float = 0.0  # of which the previous epoch's commit (settle)
 
 
 @dataclass
