@@ -166,6 +166,7 @@ RESTART_TIMEOUT_S = 300  # a restarted shard actor must answer within this
 
 
 class RayHosts:
+    concurrent = True
     """One ShardActor per shard; calls submitted to all shards at once, collected together.
 
     Bulk arrays go through shared-memory arenas for actors on the driver's node

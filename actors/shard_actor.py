@@ -37,6 +37,7 @@ class ArenaLoopback:
     def __init__(self, hosts):
         self.hosts = hosts
         self.shard_count = hosts.shard_count
+        self.concurrent = hosts.concurrent
         self.writer = Arena("warmup")
         self.reader = ArenaReader()
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from benchmarks.engine_throughput import metric
+from xpay.bench import metric
 from sim.columns import TRANSFER_DTYPES
 from xpay import malloc_policy
 from xpay.report import hardware, versions

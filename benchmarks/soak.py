@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.engine_throughput import metric
+from xpay.bench import metric
 from sim.engine import Engine
 from sim.shard_state import table_hint_per_shard
 from workloads.plain import PlainP2P

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+import numba
 import numpy as np
 
 from sim.columns import Accounts, Balances, Transfers
@@ -68,6 +69,7 @@ from sim.wire import (
     EXPIRED_DEBIT,
     FINAL_STATE,
     FINISH,
+    LOOKUP_AHEAD,
     FUNDS_AMOUNT,
     FUNDS_COLUMNS,
     FUNDS_POSITION,
@@ -85,6 +87,24 @@ from sim.timeline import EpochTimeline, Pacer
 SIDE_ORDER = {"debit": 0, "credit": 1}
 BALANCE_COLUMN_NAMES = {DEBITS_PENDING: "pending", DEBITS_POSTED: "posted",
                         CREDITS_PENDING: "pending", CREDITS_POSTED: "posted"}
+
+
+@numba.njit(cache=True)
+def ledger_slots(ledger, values):
+    """(slot + 1) of each ledger among the sorted values, 0 when absent; the last hit is
+    remembered (rows of an epoch mostly share a few ledgers)."""
+    out = np.zeros(len(ledger), np.uint16)
+    if len(values) == 0:
+        return out
+    last_ledger, last_info = values[0], np.uint16(1)
+    for i in range(len(ledger)):
+        v = ledger[i]
+        if v != last_ledger:
+            j = np.searchsorted(values, v)
+            last_ledger = v
+            last_info = np.uint16(j + 1) if j < len(values) and values[j] == v else np.uint16(0)
+        out[i] = last_info
+    return out
 
 
 def epoch_bits(epoch: int) -> int:
@@ -108,8 +128,6 @@ class EpochPlan:
     by_id: Routed
     by_debit: Routed
     by_credit: Routed
-    debit_shard: np.ndarray
-    credit_shard: np.ndarray
     id_blocks: list
     debit_blocks: list
     credit_blocks: list
@@ -157,6 +175,7 @@ class Engine:
         self.window_epochs = window_epochs
         self.ledger_values = np.unique(accounts.ledger)
         self.account_shard = shard_of(as_bits(accounts.id), self.shard_count)
+        self._ahead = None  # (epoch, handle) of the lookup_ahead call in flight
 
     # --- planning (driver, no state) ------------------------------------------------------
     def plan(self, rows: Transfers, row_offset: int) -> EpochPlan:
@@ -172,10 +191,8 @@ class Engine:
             rows.flags, rows.pending_id, rows.timeout_s, rows.debit_account, rows.credit_account, rows.amount)
         chain_end, is_open = chain_bounds(rows.flags)
         by_id = Routed.by_key(ids, k, mask=ids != 0)
-        debit_shard = shard_of(debit, k)
-        credit_shard = shard_of(credit, k)
-        by_debit = Routed.by_shard(debit_shard, k)
-        by_credit = Routed.by_shard(credit_shard, k)
+        by_debit = Routed.by_key(debit, k)
+        by_credit = Routed.by_key(credit, k)
         id_rows = pack_id_rows(by_id.order, ids, debit, credit, rows.amount, rows.ledger, rows.code,
                                rows.flags, as_bits(rows.pending_id), rows.timeout_s)
         return EpochPlan(
@@ -183,7 +200,6 @@ class Engine:
             kind=kind, local=local, ledger_info=self._ledger_info(rows.ledger),
             chain_end=chain_end, is_open=is_open,
             by_id=by_id, by_debit=by_debit, by_credit=by_credit,
-            debit_shard=debit_shard, credit_shard=credit_shard,
             id_blocks=by_id.split(id_rows),
             debit_blocks=by_debit.split(debit[by_debit.order]),
             credit_blocks=by_credit.split(credit[by_credit.order]),
@@ -191,12 +207,7 @@ class Engine:
 
     def _ledger_info(self, ledger: np.ndarray) -> np.ndarray:
         """(slot + 1) of each row's ledger among the accounts' ledgers, 0 when none has it."""
-        if len(self.ledger_values) == 0:
-            return np.zeros(len(ledger), np.uint16)
-        slot = np.searchsorted(self.ledger_values, ledger)
-        slot_in = np.minimum(slot, len(self.ledger_values) - 1)
-        known = self.ledger_values[slot_in] == ledger
-        return np.where(known, slot_in + 1, 0).astype(np.uint16)
+        return ledger_slots(ledger, self.ledger_values.astype(ledger.dtype))
 
     # --- the epoch loop -------------------------------------------------------------------
     def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None,
@@ -308,6 +319,8 @@ class Engine:
         k = self.shard_count
         laps = {"plan": plan.plan_s}
         lap = _Laps(laps)
+        ahead_s = self._collect_ahead()
+        lap("ahead_wait")
         commits = pending_commit[1] if pending_commit else [None] * k
         epoch = epoch_bits(plan.epoch)
         first: list[BeginAnswer] = self.hosts.collect(self.hosts.submit(BEGIN_EPOCH, [
@@ -328,9 +341,11 @@ class Engine:
         lap("plan_next")
         second: list[EvaluateAnswer] = self.hosts.collect(handle)
         lap("evaluate_wait")
-        metrics.timeline.shard_busy([b.busy_s + e.busy_s for b, e in zip(first, second)],
-                                    [(b.settle_s, b.busy_s - b.settle_s, e.busy_s)
-                                     for b, e in zip(first, second)])
+        self._look_ahead(next_plan)
+        lap("look_ahead")
+        metrics.timeline.shard_busy([a + b.busy_s + e.busy_s for a, b, e in zip(ahead_s, first, second)],
+                                    [(b.settle_s, a + b.busy_s - b.settle_s, e.busy_s)
+                                     for a, b, e in zip(ahead_s, first, second)])
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
         pending_route.scatter([a.pending_status for a in second], status)
@@ -339,9 +354,25 @@ class Engine:
         status, committed = resolve_chains(status, plan.chain_end, plan.is_open)
         metrics.committed += int(committed.sum())
         lap("resolve")
-        payloads = self._commit_payloads(plan, committed, pending_amount, lookups)
+        payloads = self._commit_payloads(plan, committed, pending_amount, lookups, pending_route)
         lap("route_commit")
         return status, payloads, next_plan, laps
+
+    def _look_ahead(self, next_plan) -> None:
+        """Send the next epoch's account keys now, so the shards look them up while the driver
+        resolves this epoch (sim.wire.LOOKUP_AHEAD); only for a planned epoch."""
+        if not isinstance(next_plan, EpochPlan) or not self.hosts.concurrent:
+            return
+        epoch = epoch_bits(next_plan.epoch)
+        self._ahead = self.hosts.submit(LOOKUP_AHEAD, [
+            (epoch, next_plan.debit_blocks[s], next_plan.credit_blocks[s]) for s in range(self.shard_count)])
+
+    def _collect_ahead(self) -> list[float]:
+        """Each shard's seconds in the lookup_ahead call in flight (zeros when none)."""
+        if self._ahead is None:
+            return [0.0] * self.shard_count
+        handle, self._ahead = self._ahead, None
+        return list(self.hosts.collect(handle))
 
     def _pre_status(self, plan: EpochPlan, first: list[BeginAnswer]) -> tuple[np.ndarray, dict]:
         """Statuses after checks 3..14, and the epoch's account look-ups in row order."""
@@ -370,8 +401,7 @@ class Engine:
         pending_rows = pack_pending_checks(
             pending_route.order, as_bits(rows.pending_id), as_bits(rows.debit_account),
             as_bits(rows.credit_account), rows.ledger, rows.amount, plan.kind)
-        funds_shard = np.where(funding, plan.debit_shard, -1)
-        funds_route = Routed.by_shard(funds_shard, k)
+        funds_route = plan.by_debit.where(funding)
         fo = funds_route.order
         funds_rows = np.empty((len(fo), FUNDS_COLUMNS), np.int64)
         funds_rows[:, FUNDS_POSITION] = lookups["debit_position"][fo]
@@ -391,22 +421,23 @@ class Engine:
         return args, pending_route, funds_route
 
     def _commit_payloads(self, plan: EpochPlan, committed: np.ndarray, pending_amount: np.ndarray,
-                         lookups: dict) -> list[CommitPayload]:
+                         lookups: dict, pending_route: Routed) -> list[CommitPayload]:
+        """Committed rows keep the groups of the routes they were checked on (Routed.where):
+        sides by account, creations by id, resolutions by pending id."""
         k = self.shard_count
         rows = plan.rows
         posted, pending = commit_deltas(plan.kind, rows.amount, pending_amount, committed)
-        debit_route = Routed.by_shard(np.where(committed, plan.debit_shard, -1), k)
-        credit_route = Routed.by_shard(np.where(committed, plan.credit_shard, -1), k)
+        debit_route = plan.by_debit.where(committed)
+        credit_route = plan.by_credit.where(committed)
         debit_rows = pack_side(debit_route.order, lookups["debit_position"], posted, pending, plan.row_offset)
         credit_rows = pack_side(credit_route.order, lookups["credit_position"], posted, pending, plan.row_offset)
         creating = committed & (plan.kind == KIND_PENDING)
-        create_route = Routed.by_key(as_bits(rows.id), k, mask=creating)
+        create_route = plan.by_id.where(creating)  # committed rows have non-zero ids
         creations = pack_pending_creations(
             create_route.order, as_bits(rows.id), rows.sim_time_us, as_bits(rows.debit_account),
             as_bits(rows.credit_account), rows.amount, rows.ledger, rows.code, rows.flags,
             as_bits(rows.pending_id), rows.timeout_s)
-        resolving = committed & ((plan.kind == KIND_POST) | (plan.kind == KIND_VOID))
-        resolve_route = Routed.by_key(as_bits(rows.pending_id), k, mask=resolving)
+        resolve_route = pending_route.where(committed)  # checked POST/VOID rows that committed
         ro = resolve_route.order
         new_state = np.where(plan.kind[ro] == KIND_POST, PENDING_STATE_POSTED, PENDING_STATE_VOIDED)
         resolutions = np.empty((len(ro), RESOLUTION_COLUMNS), np.int64)

@@ -15,6 +15,7 @@ from sim.wire import SEQUENCED_CALLS, check_accepted
 
 class ShardHosts(Protocol):
     shard_count: int
+    concurrent: bool  # shards work while the driver does (separate processes)
 
     def submit(self, method: str, args_per_shard: list[tuple]) -> Any: ...
 
@@ -25,6 +26,8 @@ class ShardHosts(Protocol):
 
 class LocalHosts:
     """Every shard in this process, called one after another: one core's worth of engine."""
+
+    concurrent = False
 
     def __init__(self, shard_states: list[ShardState]):
         self.states = shard_states
@@ -50,6 +53,8 @@ class DurableLocalHosts:
     SimulatedCrash drops the shard object; a new one recovers from its files and the call is
     sent again). The Ray actors do the same with real process kills; this is the fast test
     bed for the recovery logic."""
+
+    concurrent = False
 
     def __init__(self, make_state, shard_count: int, durability, fault=None):
         """make_state(s): a fresh ShardState for shard s (the constructor Ray would re-run)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from sim.hashtable import group_by_shard, shard_of
+from sim.hashtable import group_by_shard, shard_of_key
 from sim.rowchecks import KIND_PENDING, KIND_PLAIN, KIND_POST, KIND_VOID
 from sim.wire import (
     CHECK_AMOUNT,
@@ -59,10 +59,22 @@ class Routed:
 
     @classmethod
     def by_key(cls, keys: np.ndarray, shard_count: int, mask: np.ndarray | None = None) -> "Routed":
-        shard = shard_of(keys, shard_count)
-        if mask is not None:
-            shard[~mask] = -1
-        return cls.by_shard(shard, shard_count)
+        """Rows grouped by the shard of their key; with a mask, only the rows it selects."""
+        if mask is None:
+            return cls(*route_keys(keys, shard_count, _NO_MASK, False))
+        if not mask.any():
+            return cls.empty(shard_count)
+        return cls(*route_keys(keys, shard_count, mask, True))
+
+    @classmethod
+    def empty(cls, shard_count: int) -> "Routed":
+        return cls(np.zeros(0, np.int64), np.zeros(shard_count + 1, np.int64))
+
+    def where(self, mask: np.ndarray) -> "Routed":
+        """The routed rows that mask selects, in the same groups and order (no re-hashing)."""
+        if not len(self.order) or not mask.any():
+            return Routed.empty(len(self.offsets) - 1)
+        return Routed(*filter_route(self.order, self.offsets, mask))
 
     def split(self, packed: np.ndarray) -> list[np.ndarray]:
         """Per-shard blocks of an array packed in self.order."""
@@ -74,6 +86,51 @@ class Routed:
         if len(self.order):
             out[self.order] = np.concatenate(parts)
         return out
+
+
+_NO_MASK = np.zeros(0, np.bool_)
+
+
+@numba.njit(cache=True)
+def route_keys(keys, shard_count, mask, use_mask):
+    """Stable counting sort of the rows by the shard of their key (rows with use_mask and
+    not mask[i] left out), hashing each key once: (order, offsets) as Routed's."""
+    n = len(keys)
+    shard = np.empty(n, np.int32)
+    counts = np.zeros(shard_count + 1, np.int64)
+    for i in range(n):
+        if use_mask and not mask[i]:
+            shard[i] = -1
+            continue
+        s = shard_of_key(keys[i], shard_count)
+        shard[i] = s
+        counts[s + 1] += 1
+    offsets = np.cumsum(counts)
+    cursor = offsets[:-1].copy()
+    order = np.empty(offsets[-1], np.int64)
+    for i in range(n):
+        s = shard[i]
+        if s >= 0:
+            order[cursor[s]] = i
+            cursor[s] += 1
+    return order, offsets
+
+
+@numba.njit(cache=True)
+def filter_route(order, offsets, mask):
+    """(order, offsets) of the routed rows i with mask[i], groups and order kept."""
+    shard_count = len(offsets) - 1
+    out = np.empty(len(order), np.int64)
+    new_offsets = np.zeros(shard_count + 1, np.int64)
+    j = 0
+    for s in range(shard_count):
+        for t in range(offsets[s], offsets[s + 1]):
+            i = order[t]
+            if mask[i]:
+                out[j] = i
+                j += 1
+        new_offsets[s + 1] = j
+    return out[:j].copy(), new_offsets
 
 
 def as_bits(column: np.ndarray) -> np.ndarray:

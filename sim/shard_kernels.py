@@ -312,7 +312,19 @@ def lookup_accounts(index, keys, ledger_slot, flagged, wanted):
     n = len(wanted)
     position = np.empty(n, np.int32)
     info = np.zeros(n, np.uint16)
+    capacity = len(index)
+    near = PREFETCH_DISTANCE // 2
     for i in range(n):
+        # two-stage prefetch: the index slot of row i + D, then (its slot has arrived by now)
+        # the key, ledger slot and flag of row i + D/2, so the probes below mostly hit cache
+        if i + PREFETCH_DISTANCE < n:
+            prefetch_row(index, home_slot(wanted[i + PREFETCH_DISTANCE], capacity))
+        if i + near < n:
+            ahead = np.int64(index[home_slot(wanted[i + near], capacity)]) - 1
+            if ahead >= 0:
+                prefetch_row(keys, ahead)
+                prefetch_row(ledger_slot, ahead)
+                prefetch_row(flagged, ahead)
         p = account_position(index, keys, wanted[i])
         position[i] = p
         if p >= 0:

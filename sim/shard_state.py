@@ -112,11 +112,32 @@ class ShardState:
         self.heap_key = np.zeros(hint.live_pending + TABLE_SLOTS_MIN, np.int64)
         self.heap_size = 0
         self.epoch = None
+        self.ahead = None  # (epoch, debit keys, credit keys, answers) of lookup_ahead
 
     def nbytes_per_account(self) -> float:
         n = max(len(self.keys), 1)
         account_arrays = (self.keys, self.flagged, self.ledger_slot, self.index, self.balances)
         return sum(a.nbytes for a in account_arrays) / n
+
+    # --- between epochs ----------------------------------------------------------------------
+    def lookup_ahead(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> float:
+        """Look up the next epoch's accounts now (they never change during a run) and keep
+        the answers for its begin_epoch; returns the seconds it took."""
+        started = time.perf_counter()
+        debit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
+        credit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        self.ahead = (int(epoch), np.array(debit_keys), np.array(credit_keys), debit, credit)
+        return time.perf_counter() - started
+
+    def _lookups(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> tuple:
+        """(debit position, info), (credit position, info), and whether lookup_ahead had them."""
+        ahead, self.ahead = self.ahead, None
+        if (ahead is not None and ahead[0] == int(epoch) and np.array_equal(ahead[1], debit_keys)
+                and np.array_equal(ahead[2], credit_keys)):
+            return ahead[3], ahead[4], True
+        debit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
+        credit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        return debit, credit, False
 
     # --- call 1 ---------------------------------------------------------------------------
     def begin_epoch(self, commit: CommitPayload | None, epoch: int, start_us: int,
@@ -149,12 +170,10 @@ class ShardState:
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
         id_status, added = K.check_ids(self.id_table, self.pending_table, id_rows, self.epoch, self.window_epochs)
         self.id_used += added
-        debit_position, debit_info = K.lookup_accounts(
-            self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
-        credit_position, credit_info = K.lookup_accounts(
-            self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        (debit_position, debit_info), (credit_position, credit_info), ahead = self._lookups(
+            epoch, debit_keys, credit_keys)
         return BeginAnswer(settled, Lookups(id_status, debit_position, debit_info, credit_position,
-                                            credit_info, expired))
+                                            credit_info, expired), looked_ahead=ahead)
 
     # --- call 2 ---------------------------------------------------------------------------
     def evaluate(self, expired_debit: np.ndarray, expired_credit: np.ndarray,
@@ -236,6 +255,7 @@ class ShardState:
         if saved["balances"].shape != self.balances.shape or saved["sums"].shape != self.sums.shape:
             raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout")
         self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
+        self.ahead = None
         self.balances[:] = saved["balances"]
         self.sums[:] = saved["sums"]
         self.id_table = np.zeros((saved["id_capacity"], K.ID_TABLE_COLUMNS), np.int64)

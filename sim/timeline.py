@@ -32,8 +32,8 @@ from sim.latency import KindHistograms
 # each shard's. `begin_wait`/`evaluate_wait` are the driver waiting on the shards' answers
 # (their work, transport, and any queueing for a core); `plan` is this epoch's planning,
 # which ran while the shards evaluated the epoch before (`plan_next` of that epoch).
-DRIVER_PHASES = ("plan", "begin_wait", "audit", "pre_status", "route_evaluate", "plan_next",
-                 "evaluate_wait", "resolve", "route_commit", "record")
+DRIVER_PHASES = ("plan", "ahead_wait", "begin_wait", "audit", "pre_status", "route_evaluate",
+                 "plan_next", "evaluate_wait", "look_ahead", "resolve", "route_commit", "record")
 SHARD_PHASES = ("commit", "open", "evaluate")
 CODE_COLUMNS = max(CODE_NAMES) + 1  # rows per business code: codes of the contract; others apart
 MICROSECONDS_PER_SECOND = 1_000_000

@@ -28,8 +28,12 @@ BEGIN_EPOCH = "begin_epoch"
 EVALUATE = "evaluate"
 FINISH = "finish"
 FINAL_STATE = "final_state"
+# The next epoch's account look-ups, made while the driver finishes this one: accounts never
+# change during a run, so the answer is a pure function of the keys (not sequenced, not
+# logged; begin_epoch uses it when its keys are the same, else looks up itself).
+LOOKUP_AHEAD = "lookup_ahead"
 SEQUENCED_CALLS = (BEGIN_EPOCH, EVALUATE, FINISH)  # mutate the shard: numbered, logged, once
-SHARD_CALLS = frozenset(SEQUENCED_CALLS + (FINAL_STATE,))
+SHARD_CALLS = frozenset(SEQUENCED_CALLS + (FINAL_STATE, LOOKUP_AHEAD))
 
 # Outcomes of a call to a hosted shard (sim.durability.DurableShard, actors.shard_actor).
 APPLIED = "applied"  # the next call in sequence: applied now
@@ -146,6 +150,7 @@ class BeginAnswer:
     lookups: Lookups | None
     busy_s: float = 0.0  # the shard's own time in the call (settle and open), perf_counter
     settle_s: float = 0.0  # of which the previous epoch's commit (settle)
+    looked_ahead: bool = False  # the account look-ups came from lookup_ahead
 
 
 @dataclass

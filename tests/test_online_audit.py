@@ -33,6 +33,7 @@ class LosesCredits:
     def __init__(self, hosts):
         self.hosts = hosts
         self.shard_count = hosts.shard_count
+        self.concurrent = hosts.concurrent
 
     def submit(self, method, args_per_shard):
         if method in ("begin_epoch", "finish"):

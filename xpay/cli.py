@@ -196,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
                                " DIR/workload.toml, written by xpay generate/run, else 1)")
     describe.set_defaults(handler=_describe)
     _sweep_parser(sub)
+    _bench_parser(sub)
     report = sub.add_parser("report", allow_abbrev=False, help="write DIR/report.html and DIR/plots/*.png for a run folder")
     report.add_argument("folder", type=Path, metavar="DIR", help="a run folder (holds summary.json)")
     report.set_defaults(handler=_report)
@@ -232,6 +233,50 @@ def _sweep_parser(sub) -> None:
     sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: when stderr is a terminal)")
     sweep.set_defaults(handler=_sweep)
+
+
+def _bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", allow_abbrev=False,
+                           help="the engine against its peers on the same rows, the per-epoch"
+                                " breakdown, and (--curves) throughput and latency curves")
+    bench.add_argument("--size", choices=("smoke", "real"), default="real",
+                       help="smoke: seconds; real: 4M accounts, 16M transfers (default)")
+    bench.add_argument("--shards", type=_shards, default=4, help="the engine's shard count (default 4)")
+    bench.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    bench.add_argument("--peers", nargs="*", default=None, metavar="NAME",
+                       help="peers to run (default all of xpay.peers.PEERS; none with --peers alone)")
+    bench.add_argument("--curves", action="store_true",
+                       help="also throughput against shards, epoch size, skew and accounts, and"
+                            " latency against offered load (many runs: minutes at smoke size, an"
+                            " hour or more at real size)")
+    bench.add_argument("--out", type=Path, default=RUNS_DIR_DEFAULT / "bench", help="output folder")
+    bench.add_argument("--write-workload", type=Path, default=None, metavar="DIR",
+                       help="only write the benchmark's workload to DIR (accounts.parquet,"
+                            " workload.parquet), for xpay replay")
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args) -> int:
+    from xpay import bench
+
+    size = bench.SIZES[args.size]
+    if args.write_workload is not None:
+        bench.write_workload(size, args.seed, args.write_workload)
+        return 0
+    if args.peers:
+        from xpay.peers import PEERS
+
+        unknown = sorted(set(args.peers) - set(PEERS))
+        if unknown:
+            raise InputRefused(f"--peers: unknown {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    report = bench.run_bench(size, args.shards, args.seed, args.out, peers=args.peers,
+                             curves=args.curves, smoke=args.size == "smoke")
+    print(bench.format_table(report))
+    _say(f"bench: {args.out} (bench.parquet, bench.json, breakdown.parquet, plots/)")
+    if not report["equal_results"]:
+        _say("bench: some variants' results differ from the engine's (see 'equal' above)")
+        return 1
+    return 0
 
 
 def _sweep(args) -> int:
