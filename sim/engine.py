@@ -344,7 +344,7 @@ class Engine:
         self._look_ahead(next_plan)
         lap("look_ahead")
         metrics.timeline.shard_busy([a + b.busy_s + e.busy_s for a, b, e in zip(ahead_s, first, second)],
-                                    [(b.settle_s, a + b.busy_s - b.settle_s, e.busy_s)
+                                    [(b.settle_s, b.busy_s - b.settle_s, e.busy_s, a)
                                      for a, b, e in zip(ahead_s, first, second)])
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)

@@ -104,6 +104,10 @@ class ShardState:
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
         self.id_sweep_cursor = 0
+        # The epoch of the first id recorded (epochs only go up, so no record is older), None
+        # before any: sweeping is skipped while even that one is within the window, since then
+        # no record can be stale.
+        self.id_first_epoch = None
         self.pending_sweep_cursor = 0
         self.pending_table = np.zeros((records_capacity(hint.live_pending), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_table.fill(0)
@@ -170,6 +174,8 @@ class ShardState:
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
         id_status, added = K.check_ids(self.id_table, self.pending_table, id_rows, self.epoch, self.window_epochs)
         self.id_used += added
+        if self.id_first_epoch is None and len(id_rows):
+            self.id_first_epoch = int(self.epoch)
         (debit_position, debit_info), (credit_position, credit_info), ahead = self._lookups(
             epoch, debit_keys, credit_keys)
         return BeginAnswer(settled, Lookups(id_status, debit_position, debit_info, credit_position,
@@ -243,6 +249,7 @@ class ShardState:
             ("balances", self.balances), ("sums", self.sums),
             ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", self.id_table[id_slots]),
             ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
+            ("id_first_epoch", self.id_first_epoch),
             ("pending_capacity", len(self.pending_table)), ("pending_slots", pending_slots),
             ("pending_rows", self.pending_table[pending_slots]), ("pending_used", self.pending_used),
             ("pending_sweep_cursor", self.pending_sweep_cursor),
@@ -256,6 +263,8 @@ class ShardState:
             raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout")
         self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
         self.ahead = None
+        self.id_first_epoch = saved["id_first_epoch"] if "id_first_epoch" in saved else _oldest_epoch(
+            saved["id_rows"][:, K.ID_EPOCH], self.epoch)  # a snapshot from before it was kept
         self.balances[:] = saved["balances"]
         self.sums[:] = saved["sums"]
         self.id_table = np.zeros((saved["id_capacity"], K.ID_TABLE_COLUMNS), np.int64)
@@ -274,7 +283,11 @@ class ShardState:
 
     # --- table upkeep ---------------------------------------------------------------------
     def _sweep_id_table(self) -> None:
-        """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds)."""
+        """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds),
+        once any record can be stale."""
+        first = self.id_first_epoch
+        if first is None or _within_window(int(self.epoch), first, self.window_epochs):
+            return
         count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
         self.id_sweep_cursor, removed = K.sweep_step(
             self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs, *K.ID_WINDOW_COLUMNS)
@@ -305,6 +318,19 @@ class ShardState:
             return
         self.pending_table, self.pending_used = _swept(self.pending_table, K.PENDING_WINDOW_COLUMNS,
                                                        incoming, epoch, self.window_epochs)
+
+
+def _within_window(epoch_now: int, epoch_then: int, window: int) -> bool:
+    """sim.tables.within_window on Python ints: the uint64 difference is at most window."""
+    return (epoch_now - epoch_then) % (1 << 64) <= window
+
+
+def _oldest_epoch(epochs: np.ndarray, epoch_now) -> int | None:
+    """The epoch furthest back from epoch_now (uint64 differences) among records, None if none."""
+    if len(epochs) == 0 or epoch_now is None:
+        return None
+    back = (np.int64(epoch_now) - epochs.astype(np.int64)).view(np.uint64)
+    return int(epochs[int(np.argmax(back))])
 
 
 def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int) -> tuple:

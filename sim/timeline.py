@@ -34,7 +34,7 @@ from sim.latency import KindHistograms
 # which ran while the shards evaluated the epoch before (`plan_next` of that epoch).
 DRIVER_PHASES = ("plan", "ahead_wait", "begin_wait", "audit", "pre_status", "route_evaluate",
                  "plan_next", "evaluate_wait", "look_ahead", "resolve", "route_commit", "record")
-SHARD_PHASES = ("commit", "open", "evaluate")
+SHARD_PHASES = ("commit", "open", "evaluate", "lookup")  # lookup: lookup_ahead, before begin
 CODE_COLUMNS = max(CODE_NAMES) + 1  # rows per business code: codes of the contract; others apart
 MICROSECONDS_PER_SECOND = 1_000_000
 
@@ -125,9 +125,10 @@ class EpochTimeline:
             self.latency.record(codes, latency_us)
 
     def shard_busy(self, seconds_per_shard: list[float],
-                   phases_per_shard: list[tuple[float, float, float]] | None = None) -> None:
-        """Each shard's time inside this epoch's two calls (measured in the shard), and how
-        it splits: (commit of the previous epoch, the rest of begin_epoch, evaluate)."""
+                   phases_per_shard: list[tuple[float, ...]] | None = None) -> None:
+        """Each shard's time inside this epoch's calls (measured in the shard), and how it
+        splits (SHARD_PHASES): the previous epoch's commit, the rest of begin_epoch, evaluate,
+        and the account look-ups made ahead (0 when begin_epoch made them)."""
         self.busy_s.append([float(s) for s in seconds_per_shard])
         if phases_per_shard is not None:
             self.shard_phases.append([[float(v) for v in p] for p in phases_per_shard])
