@@ -16,6 +16,7 @@ the log, and the coordinator re-sends what it had in flight (actors.ray_hosts).
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import time
 
@@ -124,6 +125,7 @@ class ShardActor:
         self.writer = Arena(f"s{self.state.shard_index}-out")
         self.seconds = collections.defaultdict(float)
         self.start_seconds = time.perf_counter() - started
+        gc.freeze()  # see sim.engine.Engine.run: no full collection walks the start-up heap
 
     def reset(self, durability: Durability, *args) -> bool:
         """A fresh shard state on this actor (a new run reusing a warm process)."""

@@ -16,6 +16,7 @@ What crosses to the shards and back is the wire format of sim.wire.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -85,6 +86,10 @@ from sim.wire import (
 from sim.timeline import EpochTimeline, Pacer
 
 SIDE_ORDER = {"debit": 0, "credit": 1}
+# lookup_ahead is one more round trip per epoch (~2 ms on the 2-core box, `xpay bench`'s
+# breakdown: driver_look_ahead + driver_ahead_wait at 10k-row epochs); it pays only when the
+# look-ups it moves off the critical path take longer, i.e. for epochs of this many rows or more.
+LOOK_AHEAD_ROWS_MIN = 50_000
 BALANCE_COLUMN_NAMES = {DEBITS_PENDING: "pending", DEBITS_POSTED: "posted",
                         CREDITS_PENDING: "pending", CREDITS_POSTED: "posted"}
 
@@ -223,6 +228,10 @@ class Engine:
         row is due and not planned before; payment latency goes to metrics.timeline.
         """
         metrics = EngineMetrics(timeline=EpochTimeline(pacer))
+        # Everything allocated so far (Ray, numba, pandas, the workload's objects) moves out of
+        # the collector's reach: a full collection of a process that imported Ray walks ~1M
+        # objects and took 0.1-0.2 s here, stalling the epoch it fell in (p99 latency).
+        gc.freeze()
         statuses: list[np.ndarray] = []
         source = _nonempty(epochs)
         pending_commit: tuple | None = None  # (plan, commit payloads, submit time, timeline index)
@@ -361,7 +370,8 @@ class Engine:
     def _look_ahead(self, next_plan) -> None:
         """Send the next epoch's account keys now, so the shards look them up while the driver
         resolves this epoch (sim.wire.LOOKUP_AHEAD); only for a planned epoch."""
-        if not isinstance(next_plan, EpochPlan) or not self.hosts.concurrent:
+        if (not isinstance(next_plan, EpochPlan) or not self.hosts.concurrent
+                or len(next_plan.rows) < LOOK_AHEAD_ROWS_MIN):
             return
         epoch = epoch_bits(next_plan.epoch)
         self._ahead = self.hosts.submit(LOOKUP_AHEAD, [

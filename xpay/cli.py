@@ -242,6 +242,10 @@ def _bench_parser(sub) -> None:
     bench.add_argument("--size", choices=("smoke", "real"), default="real",
                        help="smoke: seconds; real: 4M accounts, 16M transfers (default)")
     bench.add_argument("--shards", type=_shards, default=4, help="the engine's shard count (default 4)")
+    bench.add_argument("--accounts", type=count, default=None, metavar="N", help="user accounts (default: the size's)")
+    bench.add_argument("--transfers", type=count, default=None, metavar="N", help="P2P rows (default: the size's)")
+    bench.add_argument("--rows-per-epoch", type=count, default=None, metavar="N",
+                       help="rows per epoch (default: the size's)")
     bench.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     bench.add_argument("--peers", nargs="*", default=None, metavar="NAME",
                        help="peers to run (default all of xpay.peers.PEERS; none with --peers alone)")
@@ -260,6 +264,12 @@ def _bench(args) -> int:
     from xpay import bench
 
     size = bench.SIZES[args.size]
+    overrides = {name: getattr(args, name) for name in ("accounts", "transfers", "rows_per_epoch")
+                 if getattr(args, name) is not None}
+    if overrides:
+        from dataclasses import replace
+
+        size = replace(size, **overrides)
     if args.write_workload is not None:
         bench.write_workload(size, args.seed, args.write_workload)
         return 0
