@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -369,7 +370,8 @@ class DurableStats:
     snapshot_seq: int = 0  # the snapshot recovery started from (0: none)
     recovery_seconds: float = 0.0
     snapshots_written: int = 0
-    snapshot_seconds: float = 0.0
+    snapshot_seconds: float = 0.0  # on the calls' path: copying the state out
+    snapshot_write_seconds: float = 0.0  # in the background: writing it and pruning the log
     wal_bytes: int = 0
     recovered: bool = False
 
@@ -399,6 +401,8 @@ class DurableShard:
         self.stats = DurableStats()
         self.writer: WalWriter | None = None
         self.lock = None
+        self._snapshotting: threading.Thread | None = None  # the snapshot being written
+        self._snapshot_error: BaseException | None = None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.lock = FolderLock(self.folder, holder="another shard process")
@@ -476,12 +480,36 @@ class DurableShard:
         if self.writer is not None:
             self.writer.close()
         if seq > 1 and (seq - 1) % self.durability.snapshot_every == 0 and self.seq == seq - 1:
+            self._finish_snapshot()
             started = time.perf_counter()
-            write_snapshot(self.folder, seq - 1, self.state.snapshot(), self.durability.fsync == "call")
-            self.stats.snapshots_written += 1
+            named = self.state.snapshot(detached=True)  # copies: the calls go on meanwhile
             self.stats.snapshot_seconds += time.perf_counter() - started
-            self._drop_old()
+            self._snapshotting = threading.Thread(
+                target=self._write_snapshot, args=(seq - 1, named), name="xpay-snapshot", daemon=True)
+            self._snapshotting.start()
         self.writer = WalWriter(self.folder, seq, self.durability.fsync)
+
+    def _write_snapshot(self, seq: int, named: list) -> None:
+        """Off the calls' path (a thread): write the snapshot, then prune what it replaces.
+        Until it is renamed into place recovery uses the previous snapshot and the log after
+        it, which is kept until then; a kill mid-write leaves only a .tmp file."""
+        try:
+            started = time.perf_counter()
+            write_snapshot(self.folder, seq, named, self.durability.fsync == "call")
+            self._drop_old()
+            self.stats.snapshots_written += 1
+            self.stats.snapshot_write_seconds += time.perf_counter() - started
+        except BaseException as error:  # noqa: BLE001 -- re-raised on the calls' thread
+            self._snapshot_error = error
+
+    def _finish_snapshot(self) -> None:
+        """Wait for the snapshot being written, and raise what went wrong with it."""
+        if self._snapshotting is not None:
+            self._snapshotting.join()
+            self._snapshotting = None
+        if self._snapshot_error is not None:
+            error, self._snapshot_error = self._snapshot_error, None
+            raise DurabilityError(f"shard {self.state.shard_index}: writing a snapshot failed: {error}") from error
 
     def _drop_old(self) -> None:
         """Keep the newest SNAPSHOTS_KEPT snapshots and the log after the oldest kept one."""
@@ -501,6 +529,7 @@ class DurableShard:
                 path.unlink()
 
     def close(self) -> None:
+        self._finish_snapshot()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -437,3 +437,20 @@ def compact_heap(pending_table, heap_time, heap_key, heap_size):
             size += 1
     heap_build(heap, size)
     return size
+
+
+@numba.njit(cache=True)
+def occupied(table, count):
+    """(slots, rows) of a record table's occupied slots (key != 0) in slot order, in one pass:
+    `count` is the number the shard keeps (id_used, pending_used); a mismatch is a bug."""
+    slots = np.empty(count, np.int64)
+    rows = np.empty((count, table.shape[1]), np.int64)
+    j = 0
+    for slot in range(table.shape[0]):
+        if table[slot, 0] != 0:
+            assert j < count, "more occupied slots than the shard counted"
+            slots[j] = slot
+            rows[j, :] = table[slot, :]
+            j += 1
+    assert j == count, "fewer occupied slots than the shard counted"
+    return slots, rows

@@ -237,24 +237,26 @@ class ShardState:
         return FinalState(self.keys, self.balances, self.sums.copy(), self.nbytes_per_account())
 
     # --- snapshots (sim.durability) -------------------------------------------------------
-    def snapshot(self) -> list[tuple[str, object]]:
+    def snapshot(self, detached: bool = False) -> list[tuple[str, object]]:
         """The state that calls change, as named arrays and ints: balances, sums, the records
         of both tables (occupied slots only, with their slot numbers, so the layout comes back
         exactly), the expiry heap, cursors and counters. Accounts, their index and flags come
-        from the constructor."""
-        id_slots = np.flatnonzero(self.id_table[:, K.ID_KEY] != 0)
-        pending_slots = np.flatnonzero(self.pending_table[:, K.P_KEY] != 0)
+        from the constructor. detached: every array is a copy (written while calls go on)."""
+        copy = np.copy if detached else (lambda a: a)
+        id_slots, id_rows = K.occupied(self.id_table, self.id_used)
+        pending_slots, pending_rows = K.occupied(self.pending_table, self.pending_used)
         return [
             ("epoch", None if self.epoch is None else int(self.epoch)),
-            ("balances", self.balances), ("sums", self.sums),
-            ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", self.id_table[id_slots]),
+            ("balances", copy(self.balances)), ("sums", copy(self.sums)),
+            ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", id_rows),
             ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
             ("id_first_epoch", self.id_first_epoch),
             ("pending_capacity", len(self.pending_table)), ("pending_slots", pending_slots),
-            ("pending_rows", self.pending_table[pending_slots]), ("pending_used", self.pending_used),
+            ("pending_rows", pending_rows), ("pending_used", self.pending_used),
             ("pending_sweep_cursor", self.pending_sweep_cursor),
             ("heap_capacity", len(self.heap_time)), ("heap_size", self.heap_size),
-            ("heap_time", self.heap_time[:self.heap_size]), ("heap_key", self.heap_key[:self.heap_size]),
+            ("heap_time", copy(self.heap_time[:self.heap_size])),
+            ("heap_key", copy(self.heap_key[:self.heap_size])),
         ]
 
     def restore(self, saved: dict) -> None:
