@@ -18,7 +18,7 @@ def workload():
 
 def test_every_peer_that_runs_equals_the_serial_ledger(workload):
     accounts, transfers = workload
-    results = run_peers(accounts, transfers, PEERS, slice_rows=6_000)
+    results = run_peers(accounts, transfers, PEERS, setup_rows=2_000, slice_rows=3_000)
     assert [r.name for r in results] == list(PEERS)  # nothing silently dropped
     ran = [r for r in results if r.seconds is not None]
     assert {"bare_kernel", "python_dict", "sqlite_per_txn", "sqlite_batched"} <= {r.name for r in ran}

@@ -230,7 +230,9 @@ def _peer_variants(accounts, transfers, size: BenchSize, names: list[str] | None
     chosen = list(peers.PEERS) if names is None else names
     say(f"peers: {', '.join(chosen)}")
     out = []
-    for result in peers.run_peers(accounts, transfers, chosen, slice_rows=size.peer_slice, progress=say):
+    funding = size.accounts  # the workload's first rows fund each user once (workloads.plain)
+    for result in peers.run_peers(accounts, transfers, chosen, setup_rows=funding,
+                                  slice_rows=size.peer_slice, progress=say):
         out.append(Variant(result.name, result.rows, result.seconds or 0.0, result.semantics,
                            result.equal, result.note))
     return out
