@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-import numba
 import numpy as np
 
 from sim.columns import Accounts, Balances, Transfers
@@ -55,6 +54,7 @@ from sim.rowchecks import (
     KIND_VOID,
     chain_bounds,
     combine_pre_status,
+    ledger_slots,
     resolve_chains,
     row_kinds_and_local_status,
 )
@@ -92,24 +92,6 @@ SIDE_ORDER = {"debit": 0, "credit": 1}
 LOOK_AHEAD_ROWS_MIN = 50_000
 BALANCE_COLUMN_NAMES = {DEBITS_PENDING: "pending", DEBITS_POSTED: "posted",
                         CREDITS_PENDING: "pending", CREDITS_POSTED: "posted"}
-
-
-@numba.njit(cache=True)
-def ledger_slots(ledger, values):
-    """(slot + 1) of each ledger among the sorted values, 0 when absent; the last hit is
-    remembered (rows of an epoch mostly share a few ledgers)."""
-    out = np.zeros(len(ledger), np.uint16)
-    if len(values) == 0:
-        return out
-    last_ledger, last_info = values[0], np.uint16(1)
-    for i in range(len(ledger)):
-        v = ledger[i]
-        if v != last_ledger:
-            j = np.searchsorted(values, v)
-            last_ledger = v
-            last_info = np.uint16(j + 1) if j < len(values) and values[j] == v else np.uint16(0)
-        out[i] = last_info
-    return out
 
 
 def epoch_bits(epoch: int) -> int:
@@ -228,8 +210,8 @@ class Engine:
         row is due and not planned before; payment latency goes to metrics.timeline.
         """
         metrics = EngineMetrics(timeline=EpochTimeline(pacer))
-        # Everything allocated so far (Ray, numba, pandas, the workload's objects) moves out of
-        # the collector's reach: a full collection of a process that imported Ray walks ~1M
+        # Everything allocated so far (Ray, the compiled kernels, pandas, the workload's
+        # objects) moves out of the collector's reach: a full collection of a process that imported Ray walks ~1M
         # objects and took 0.1-0.2 s here, stalling the epoch it fell in (p99 latency).
         gc.freeze()
         statuses: list[np.ndarray] = []

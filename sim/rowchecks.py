@@ -169,3 +169,21 @@ def resolve_chains(status, chain_end, is_open):
                 status[j] = LINKED_EVENT_FAILED
         i = end + 1
     return status, committed
+
+
+@numba.njit(cache=True)
+def ledger_slots(ledger, values):
+    """(slot + 1) of each ledger among the sorted values, 0 when absent; the last hit is
+    remembered (rows of an epoch mostly share a few ledgers)."""
+    out = np.zeros(len(ledger), np.uint16)
+    if len(values) == 0:
+        return out
+    last_ledger, last_info = values[0], np.uint16(1)
+    for i in range(len(ledger)):
+        v = ledger[i]
+        if v != last_ledger:
+            j = np.searchsorted(values, v)
+            last_ledger = v
+            last_info = np.uint16(j + 1) if j < len(values) and values[j] == v else np.uint16(0)
+        out[i] = last_info
+    return out

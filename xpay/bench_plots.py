@@ -41,19 +41,21 @@ def peers(table: pd.DataFrame, path: Path) -> None:
 def breakdown(summary: dict, path: Path) -> None:
     """One stacked bar of the driver's phases and one of the slowest shard's, ms per epoch."""
     figure, axis = plt.subplots(figsize=FIGURE_SIZE, layout="constrained")
+    palette = iter(plt.get_cmap("tab20").colors)  # 11 driver phases: tab10 would repeat one
     left = 0.0
     for name in DRIVER_PHASES:
         value = summary.get(f"driver_{name}_ms")
         if value is None or name == "plan":  # plan runs inside the previous epoch's plan_next
             continue
-        axis.barh("driver", value, left=left, label=name)
+        axis.barh("driver", value, left=left, label=name, color=next(palette))
         left += value
     left = 0.0
     for name in SHARD_PHASES:
         value = summary.get(f"shard_{name}_ms_max")
         if value is None:
             continue
-        axis.barh("slowest shard", value, left=left, label=f"shard {name}", hatch="//")
+        axis.barh("slowest shard", value, left=left, label=f"shard {name}", hatch="//",
+                  color=next(palette))
         left += value
     axis.set_xlabel(f"ms per epoch of {summary['rows_per_epoch']:,.0f} rows"
                     f" (epoch wall {summary['epoch_wall_ms']:.1f} ms)")
