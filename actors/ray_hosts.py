@@ -36,6 +36,9 @@ from sim.warmup import warm_up
 from sim.wire import APPLIED, DUPLICATE, SEQUENCED_CALLS, STALE, ShardReply, check_accepted
 
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
+# Shard actors spread over the cluster's nodes (Ray's SPREAD scheduling strategy: best effort,
+# one node fills only when the others have no room); on one machine all land on it.
+PLACEMENT = "SPREAD"
 SHARD_CPUS = 1
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's name; "0": loopback node address
@@ -123,6 +126,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     _set_auth_mode(_auth_mode_wanted(authenticated))
     if address:
         check_cluster_address(address)
+        if _is_loopback(address):
+            _loopback_only()  # else Ray swaps 127.0.0.1 for this machine's routable address
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
         info = {"address": address, "local": False}
     else:
@@ -137,6 +142,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
         ray.shutdown()
         raise RayStartRefused(f"Ray runs with authentication {info['auth']!r}, not token")
     return info
+
+
+def _is_loopback(address: str) -> bool:
+    """A HOST:PORT address whose host is 127.0.0.0/8, ::1 or localhost."""
+    host = address.rpartition(":")[0].strip("[]") if "://" not in address else ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _loopback_only() -> None:
@@ -203,7 +214,8 @@ class RayHosts:
         if reuse is None:
             warm_up()  # compile once here, so the actors load the kernels from numba's cache
             cpus = _shard_cpus(shard_count)
-            self.actors = [ShardActor.options(num_cpus=cpus, max_restarts=restarts).remote(*args)
+            self.actors = [ShardActor.options(num_cpus=cpus, max_restarts=restarts,
+                                              scheduling_strategy=PLACEMENT).remote(*args)
                            for args in per_shard]
         else:
             assert len(reuse) >= shard_count, "not enough actors to reuse"
@@ -217,13 +229,34 @@ class RayHosts:
         if len(seqs) != 1:
             raise RuntimeError(f"the shards recovered to different calls: {sorted(seqs)}")
         self.seq = seqs.pop()  # 0 for a fresh run; the resumed call for --resume
-        here = ray.get_runtime_context().get_node_id()
-        local = all(i["node"] == here for i in info)
-        self.transport = "arena" if use_arenas and local and arenas_available() else "object_store"
+        self.here = ray.get_runtime_context().get_node_id()
+        self.use_arenas = use_arenas and arenas_available()
+        self.nodes = [i["node"] for i in info]
+        self.node_ips = [i["node_ip"] for i in info]
         self.writers = [Arena(f"s{s}-in") for s in range(shard_count)]
         self.readers = [ArenaReader() for _ in range(shard_count)]
         self._history = []  # the last two answered calls: (method, seq, args_per_shard)
         self._down_since = {}  # shard -> time.time() of its kill by the driver
+
+    # --- placement ----------------------------------------------------------------------------
+    def _via_arena(self, s: int) -> bool:
+        """Shard s shares the driver's node (and its /dev/shm): bulk arrays go through arenas."""
+        return self.use_arenas and self.nodes[s] == self.here
+
+    @property
+    def transport(self) -> str:
+        """"arena", "object_store", or "mixed" when only some shards share the driver's node."""
+        kinds = {"arena" if self._via_arena(s) else "object_store" for s in range(self.shard_count)}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    def placement(self) -> dict:
+        """Where each shard runs (for summary.json): Ray node id and address, and its transport."""
+        return {"strategy": PLACEMENT, "driver_node": self.here,
+                "nodes": len(set(self.nodes)),
+                "shards": [{"shard": s, "node": self.nodes[s], "node_ip": self.node_ips[s],
+                            "pid": self.pids[s],
+                            "transport": "arena" if self._via_arena(s) else "object_store"}
+                           for s in range(self.shard_count)]}
 
     # --- sending and receiving ----------------------------------------------------------------
     def submit(self, method: str, args_per_shard: list[tuple]):
@@ -250,14 +283,14 @@ class RayHosts:
 
     def _send(self, s: int, method: str, seq, args: tuple, die_at=None):
         actor = self.actors[s]
-        if self.transport == "object_store":
+        if not self._via_arena(s):
             return actor.call.remote(method, seq, die_at, *args)
         path, encoded = self.writers[s].write(tuple(args))
         return actor.call_arena.remote(method, seq, die_at, path, encoded)
 
     def _receive(self, s: int, ref) -> ShardReply:
         answer = ray.get(ref)
-        if self.transport != "object_store":
+        if not isinstance(answer, ShardReply):  # (arena path, encoded): sent through its arena
             path, encoded = answer
             answer = self.readers[s].read(path, encoded, copy=True)
         return answer
@@ -334,6 +367,7 @@ class RayHosts:
         if info["previous_died_at"] is not None:
             down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time
         self.pids[s] = pid
+        self.nodes[s], self.node_ips[s] = info["node"], info["node_ip"]  # Ray may place it elsewhere
         restarts = max(info["starts"] - self.starts[s], 1)  # two deaths in a row show as one answer
         self.starts[s] = info["starts"]
         self.report.recoveries.append({

@@ -136,7 +136,8 @@ class ShardActor:
 
     def ready(self) -> dict:
         stats = self.durable.stats
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "seq": self.durable.seq,
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "node_ip": ray.util.get_node_ip_address(), "seq": self.durable.seq,
                 "recovered": stats.recovered, "replayed": stats.replayed, "snapshot_seq": stats.snapshot_seq,
                 "recovery_seconds": stats.recovery_seconds, "start_seconds": self.start_seconds, "previous_died_at": self.died_at,
                 "starts": self.starts,

@@ -243,7 +243,7 @@ def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, 
     ray_info = start_ray(options.address, authenticated=options.authenticated)
     hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan,
                      fresh=fresh)
-    info = {"transport": hosts.transport, "ray": ray_info,
+    info = {"transport": hosts.transport, "ray": ray_info, "placement": hosts.placement(),
             "durability": {"data_dir": durability.data_dir, "fsync": durability.fsync,
                            "snapshot_every_epochs": durability.snapshot_every // 2}}
     if options.faulty:
@@ -258,6 +258,8 @@ def _fault_summary(hosts) -> dict:
         return {}
     hosts.count_faults()
     out = {"faults": report.summary(), "recoveries": report.recoveries}
+    if report.recoveries:  # a restarted shard may run on another node now
+        out["placement_at_end"] = hosts.placement()
     if getattr(hosts, "durability", None) is not None and hosts.durability.data_dir is not None:
         stats = hosts.durability_stats()
         out["durability_stats"] = {
