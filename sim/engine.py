@@ -121,6 +121,11 @@ class EpochPlan:
     release_s: float = 0.0  # when the epoch was released (sim.timeline: seconds since start)
     plan_s: float = 0.0  # the driver's time planning it
 
+    def touches_per_shard(self) -> list[int]:
+        """Rows each shard sees in this epoch: ids it checks plus account sides it looks up."""
+        return [int(len(i) + len(d) + len(c))
+                for i, d, c in zip(self.id_blocks, self.debit_blocks, self.credit_blocks)]
+
 
 @dataclass
 class EngineMetrics:
@@ -226,6 +231,7 @@ class Engine:
         plan = self._plan_when_due(rows, row_offset, pacer, metrics) if rows is not None else None
         started = time.perf_counter()
         while plan is not None:
+            cpu_started = time.thread_time()
             if isinstance(plan, _Deferred):
                 plan = self.plan(plan.rows, plan.row_offset)
             metrics.timeline.released(plan.epoch, plan.rows.sim_time_us, plan.release_s)
@@ -252,6 +258,7 @@ class Engine:
             if on_epoch is not None:
                 on_epoch(metrics.epochs, metrics.rows)
             laps["record"] = time.perf_counter() - recording
+            laps["cpu"] = time.thread_time() - cpu_started  # the driver thread's CPU, this loop
             metrics.timeline.driver(laps)
             plan = self._release(next_plan, pacer, metrics)
         if pending_commit is not None:
@@ -334,9 +341,13 @@ class Engine:
         lap("evaluate_wait")
         self._look_ahead(next_plan)
         lap("look_ahead")
-        metrics.timeline.shard_busy([a + b.busy_s + e.busy_s for a, b, e in zip(ahead_s, first, second)],
+        metrics.timeline.shard_busy([a + b.busy_s + e.busy_s for (a, _), b, e in zip(ahead_s, first, second)],
                                     [(b.settle_s, b.busy_s - b.settle_s, e.busy_s, a)
-                                     for a, b, e in zip(ahead_s, first, second)])
+                                     for (a, _), b, e in zip(ahead_s, first, second)],
+                                    cpu_per_shard=[c + b.cpu_s + e.cpu_s
+                                                   for (_, c), b, e in zip(ahead_s, first, second)],
+                                    touches_per_shard=plan.touches_per_shard(),
+                                    two_phase_rows=int(np.count_nonzero(plan.kind != KIND_PLAIN)))
         status = pre.astype(np.uint16)
         pending_amount = np.zeros(len(plan.rows), np.int64)
         pending_route.scatter([a.pending_status for a in second], status)
@@ -360,9 +371,9 @@ class Engine:
             (epoch, next_plan.debit_blocks[s], next_plan.credit_blocks[s]) for s in range(self.shard_count)])
 
     def _collect_ahead(self) -> list[float]:
-        """Each shard's seconds in the lookup_ahead call in flight (zeros when none)."""
+        """Each shard's (seconds, CPU seconds) in the lookup_ahead call in flight (zeros when none)."""
         if self._ahead is None:
-            return [0.0] * self.shard_count
+            return [(0.0, 0.0)] * self.shard_count
         handle, self._ahead = self._ahead, None
         return list(self.hosts.collect(handle))
 

@@ -124,14 +124,14 @@ class ShardState:
         return sum(a.nbytes for a in account_arrays) / n
 
     # --- between epochs ----------------------------------------------------------------------
-    def lookup_ahead(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> float:
+    def lookup_ahead(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> tuple:
         """Look up the next epoch's accounts now (they never change during a run) and keep
-        the answers for its begin_epoch; returns the seconds it took."""
-        started = time.perf_counter()
+        the answers for its begin_epoch; returns (seconds, CPU seconds) it took."""
+        started, cpu = time.perf_counter(), time.thread_time()
         debit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
         credit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
         self.ahead = (int(epoch), np.array(debit_keys), np.array(credit_keys), debit, credit)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.thread_time() - cpu
 
     def _lookups(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> tuple:
         """(debit position, info), (credit position, info), and whether lookup_ahead had them."""
@@ -148,12 +148,13 @@ class ShardState:
                     id_rows: np.ndarray, debit_keys: np.ndarray,
                     credit_keys: np.ndarray) -> BeginAnswer:
         """settle(commit) then open_epoch(...): the only composition of the two steps."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         settled = self.settle(commit)
         opened = time.perf_counter()
         answer = self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
         answer.busy_s = time.perf_counter() - started
         answer.settle_s = opened - started
+        answer.cpu_s = time.thread_time() - cpu
         return answer
 
     def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:
@@ -186,7 +187,7 @@ class ShardState:
                  pending_rows: np.ndarray, funds_rows: np.ndarray) -> EvaluateAnswer:
         """expired_*: sim.wire EXPIRED_SIDE_* rows; pending_rows: CHECK_* rows; funds_rows:
         FUNDS_* rows."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         sides = ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING))
         for rows, column in sides:
             K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
@@ -195,7 +196,7 @@ class ShardState:
             self.pending_table, pending_rows, self.epoch, self.window_epochs)
         funds_status = K.check_funds(self.balances, funds_rows)
         return EvaluateAnswer(pending_status, pending_amount, funds_status,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, time.thread_time() - cpu)
 
     # --- commit ---------------------------------------------------------------------------
     def commit(self, commit: CommitPayload) -> CommitAnswer:

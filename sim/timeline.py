@@ -75,6 +75,9 @@ class EpochTimeline:
     status_counts: list = field(default_factory=list)
     code_counts: list = field(default_factory=list)
     busy_s: list = field(default_factory=list)  # per epoch: each shard's own time in its calls
+    shard_cpu_s: list = field(default_factory=list)  # per epoch: each shard's CPU time in them
+    shard_touches: list = field(default_factory=list)  # per epoch: rows sent to each shard
+    two_phase_rows: list = field(default_factory=list)  # per epoch: pending, post and void rows
     shard_phases: list = field(default_factory=list)  # per epoch: [shard][commit, open, evaluate]
     driver_phases: list = field(default_factory=list)  # per epoch: {phase: driver seconds}
     latency: KindHistograms = field(default_factory=KindHistograms)
@@ -125,13 +128,25 @@ class EpochTimeline:
             self.latency.record(codes, latency_us)
 
     def shard_busy(self, seconds_per_shard: list[float],
-                   phases_per_shard: list[tuple[float, ...]] | None = None) -> None:
+                   phases_per_shard: list[tuple[float, ...]] | None = None,
+                   cpu_per_shard: list[float] | None = None,
+                   touches_per_shard: list[int] | None = None,
+                   two_phase_rows: int | None = None) -> None:
         """Each shard's time inside this epoch's calls (measured in the shard), and how it
         splits (SHARD_PHASES): the previous epoch's commit, the rest of begin_epoch, evaluate,
-        and the account look-ups made ahead (0 when begin_epoch made them)."""
+        and the account look-ups made ahead (0 when begin_epoch made them); the CPU time of
+        those calls (less than the wall time when shards outnumber cores) and the rows each
+        shard was sent (ids checked plus account sides looked up); and the epoch's rows of
+        two-phase kinds (pending, post, void: they cost more than plain transfers)."""
         self.busy_s.append([float(s) for s in seconds_per_shard])
         if phases_per_shard is not None:
             self.shard_phases.append([[float(v) for v in p] for p in phases_per_shard])
+        if cpu_per_shard is not None:
+            self.shard_cpu_s.append([float(s) for s in cpu_per_shard])
+        if touches_per_shard is not None:
+            self.shard_touches.append([int(t) for t in touches_per_shard])
+        if two_phase_rows is not None:
+            self.two_phase_rows.append(int(two_phase_rows))
 
     def driver(self, phases: dict[str, float]) -> None:
         """The driver's own time in this epoch, by phase (DRIVER_PHASES), in seconds."""
@@ -160,7 +175,16 @@ class EpochTimeline:
             for shard in range(phases.shape[1]):
                 for p, name in enumerate(SHARD_PHASES):
                     out[f"shard_{name}_s_{shard}"] = phases[:, shard, p]
+        for name, values, dtype in (("shard_cpu_s", self.shard_cpu_s, np.float64),
+                                    ("shard_rows", self.shard_touches, np.int64)):
+            if values and len(values) == len(out["epoch"]):
+                table = np.array(values, dtype)
+                for shard in range(table.shape[1]):
+                    out[f"{name}_{shard}"] = table[:, shard]
+        if self.two_phase_rows and len(self.two_phase_rows) == len(out["epoch"]):
+            out["two_phase_rows"] = np.array(self.two_phase_rows, np.int64)
         if self.driver_phases and len(self.driver_phases) == len(out["epoch"]):
             for name in DRIVER_PHASES:
                 out[f"driver_{name}_s"] = np.array([d.get(name, 0.0) for d in self.driver_phases])
+            out["driver_cpu_s"] = np.array([d.get("cpu", 0.0) for d in self.driver_phases])
         return out

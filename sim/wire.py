@@ -151,6 +151,7 @@ class BeginAnswer:
     busy_s: float = 0.0  # the shard's own time in the call (settle and open), perf_counter
     settle_s: float = 0.0  # of which the previous epoch's commit (settle)
     looked_ahead: bool = False  # the account look-ups came from lookup_ahead
+    cpu_s: float = 0.0  # the CPU time of the shard's thread in the call (thread_time)
 
 
 @dataclass
@@ -159,6 +160,7 @@ class EvaluateAnswer:
     pending_amount: np.ndarray  # int64: the pending amount of each passing row
     funds_status: np.ndarray  # uint8 per funds row
     busy_s: float = 0.0  # the shard's own time in the call
+    cpu_s: float = 0.0  # the CPU time of the shard's thread in the call (thread_time)
 
 
 @dataclass

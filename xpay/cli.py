@@ -197,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     describe.set_defaults(handler=_describe)
     _sweep_parser(sub)
     _bench_parser(sub)
+    from xpay.plan.commands import add_parser as add_plan_parser
+
+    add_plan_parser(sub, count, _shards)
     report = sub.add_parser("report", allow_abbrev=False, help="write DIR/report.html and DIR/plots/*.png for a run folder")
     report.add_argument("folder", type=Path, metavar="DIR", help="a run folder (holds summary.json)")
     report.set_defaults(handler=_report)

@@ -1,0 +1,226 @@
+"""Predictions, validation against measured runs, and the smallest cluster for a load.
+
+    predict   one workload on one cluster: rows/s, payment latency, utilisations
+    validate  predictions for measured run folders the calibration never saw, side by side
+    plan      the smallest (shards, nodes) that carries a peak with a p99 target and fits memory
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xpay.plan.calibration import Calibration, CalibrationError, measured_shape, read_run, run_folders
+from xpay.plan.model import Cluster, Prediction, simulate
+from xpay.plan.shape import Shape, shape_of, uniform_shape
+
+DEFAULT_CALIBRATION = Path(__file__).with_name("calibration-2core.json")
+# Shard memory, measured by the engine (summary.json bytes_per_account) and by the shard's
+# tables (sim.shard_state): 48 bytes an account, 192 bytes a transfer id in the window.
+BYTES_PER_ACCOUNT = 48
+BYTES_PER_WINDOWED_ID = 192
+HEADROOM = 0.7  # plan for this fraction of predicted capacity (30% headroom)
+
+
+def load_calibration(path: Path | None) -> Calibration:
+    return Calibration.load(path or DEFAULT_CALIBRATION)
+
+
+def predict(calibration: Calibration, shape: Shape, cluster: Cluster, rate: float | None = None,
+            seed: int = 0) -> Prediction:
+    return simulate(calibration, shape, cluster, rate=rate, rng=np.random.default_rng(seed))
+
+
+def workload_shape(workload: str, shards: int, seed: int = 1, resize=None) -> tuple[Shape, int]:
+    """(shape, accounts) of a workload file (workload.parquet, validated as xpay replay does;
+    its accounts.parquet beside it is counted) or of a scenario (name or TOML, resized)."""
+    path = Path(workload)
+    if path.suffix == ".parquet" or path.is_file():
+        from sim import files
+
+        accounts_path = path.with_name("accounts.parquet")
+        accounts = files.read_accounts(accounts_path).id.size if accounts_path.is_file() else 0
+        return shape_of(files.read_workload(path), shards), int(accounts)
+    from workloads.base import materialize
+    from workloads.registry import build_workload
+
+    accounts, transfers = materialize(build_workload(workload, seed, resize))
+    return shape_of(transfers, shards), len(accounts)
+
+
+# --- validation --------------------------------------------------------------------------------
+def validate(calibration: Calibration, folders: list[Path]) -> pd.DataFrame:
+    """One row per measured run: its configuration, the rows/s it reported (summary.json) and
+    the model's for the same epochs on the same cluster (offered at its rate, for open-loop
+    runs), and payment latency p99 measured and predicted (open-loop runs)."""
+    calibrated = {str(Path(r).resolve()) for r in calibration.runs}
+    rows = []
+    for folder in run_folders(folders):
+        run = read_run(folder)
+        shape = _full_shape(folder, run.shards)
+        configuration = run.summary.get("configuration") or {}
+        rate = run.summary.get("offered_rows_per_s") or configuration.get("rate")
+        prediction = predict(calibration, shape, Cluster(run.shards), rate=float(rate) if rate else None)
+        measured = float(run.summary["rows_per_s"])
+        row = {"run": f"{Path(folder).parent.parent.name}/{Path(folder).name}"
+               if Path(folder).parent.name == "runs" else Path(folder).name,
+               "shards": run.shards, "epochs": len(shape.rows),
+               "rows_per_epoch": float(shape.rows.mean()),
+               "two_phase_share": float(shape.two_phase.sum() / max(shape.rows.sum(), 1)),
+               "rate": float(rate) if rate else None,
+               "in_calibration": str(Path(folder).resolve()) in calibrated,
+               "measured_rows_per_s": measured, "predicted_rows_per_s": prediction.rows_per_s,
+               "throughput_error": prediction.rows_per_s / measured - 1.0}
+        payment = ((run.summary.get("payment_latency_ms") or {}).get("all") or {})
+        if rate and payment.get("p99") is not None:
+            row.update(measured_p99_ms=float(payment["p99"]), predicted_p99_ms=prediction.latency_ms_p99,
+                       p99_error=prediction.latency_ms_p99 / float(payment["p99"]) - 1.0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _full_shape(folder: Path, shards: int) -> Shape:
+    """Every epoch of the run (warm-up included): open-loop latency counts all payments."""
+    from xpay.plan.calibration import shape_of_epochs
+
+    return shape_of_epochs(pd.read_parquet(Path(folder) / "epochs.parquet"), shards)
+
+
+def plot_validation(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    for seen, marker in ((False, "o"), (True, "x")):
+        part = table[table["in_calibration"] == seen]
+        axes[0].scatter(part["measured_rows_per_s"], part["predicted_rows_per_s"], marker=marker,
+                        label="in calibration" if seen else "not in calibration")
+    top = float(np.nanmax(table[["measured_rows_per_s", "predicted_rows_per_s"]].to_numpy())) * 1.1
+    axes[0].plot([0, top], [0, top], color="gray", lw=0.8)
+    axes[0].fill_between([0, top], [0, top * 0.9], [0, top * 1.1], color="gray", alpha=0.15, label="±10%")
+    axes[0].set_xlabel("measured rows/s")
+    axes[0].set_ylabel("predicted rows/s")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("throughput")
+    lat = table.dropna(subset=["measured_p99_ms"]) if "measured_p99_ms" in table else table.iloc[0:0]
+    if len(lat):
+        axes[1].scatter(lat["measured_p99_ms"], lat["predicted_p99_ms"])
+        top = float(np.nanmax(lat[["measured_p99_ms", "predicted_p99_ms"]].to_numpy())) * 1.1
+        axes[1].plot([0, top], [0, top], color="gray", lw=0.8)
+        axes[1].fill_between([0, top], [0, top * 0.8], [0, top * 1.2], color="gray", alpha=0.15, label="±20%")
+        axes[1].legend(fontsize=8)
+    axes[1].set_xlabel("measured payment p99, ms")
+    axes[1].set_ylabel("predicted payment p99, ms")
+    axes[1].set_title("open-loop latency")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# --- plans ---------------------------------------------------------------------------------------
+@dataclass
+class PlanAsk:
+    accounts: int
+    peak_rows_per_s: float
+    p99_ms: float
+    rows_per_epoch: int
+    window_epochs: int
+    imbalance: float = 1.0  # busiest shard over the mean (from the workload's keys)
+    two_phase_share: float = 0.0  # rows that are pending, post or void
+    node_cores: int = 16
+    node_memory_gb: float = 64.0
+    max_shards: int = 1024
+
+
+def plan(calibration: Calibration, ask: PlanAsk, seed: int = 0) -> dict:
+    """The smallest cluster (fewest nodes, then shards) whose predicted capacity times HEADROOM
+    carries the peak with the p99 target met at the peak, and whose shards fit in memory."""
+    memory_per_node = ask.node_memory_gb * 1e9 * 0.8  # the rest: OS, Ray, object store
+    ids_in_window = ask.rows_per_epoch * ask.window_epochs
+    state_bytes = ask.accounts * BYTES_PER_ACCOUNT + ids_in_window * BYTES_PER_WINDOWED_ID
+    tried = []
+    shards = 1
+    while shards <= ask.max_shards:
+        nodes = max(math.ceil(shards / max(ask.node_cores - 1, 1)), math.ceil(state_bytes / memory_per_node))
+        cluster = Cluster(shards, nodes=nodes, node_cores=ask.node_cores)
+        shape = uniform_shape(ask.rows_per_epoch, 40, shards, ask.imbalance, two_phase_share=ask.two_phase_share)
+        closed = predict(calibration, shape, cluster, seed=seed)
+        capacity = closed.rows_per_s
+        row = {"shards": shards, "nodes": nodes, "capacity_rows_per_s": capacity,
+               "memory_gb_per_node": state_bytes / nodes / 1e9}
+        if capacity * HEADROOM >= ask.peak_rows_per_s:
+            open_loop = predict(calibration, uniform_shape(ask.rows_per_epoch, 200, shards, ask.imbalance,
+                                                           two_phase_share=ask.two_phase_share),
+                                cluster, rate=ask.peak_rows_per_s, seed=seed)
+            row.update(p99_ms=open_loop.latency_ms_p99, driver_utilisation=open_loop.driver_utilisation,
+                       shard_utilisation_max=max(open_loop.shard_utilisation))
+            tried.append(row)
+            if open_loop.latency_ms_p99 <= ask.p99_ms:
+                return {"answer": row, "tried": tried, "state_bytes": state_bytes,
+                        "bottleneck": _bottleneck(open_loop), "envelope": envelope(calibration, ask)}
+        else:
+            tried.append(row)
+        shards = shards * 2 if capacity * HEADROOM < ask.peak_rows_per_s / 4 else shards + max(1, shards // 4)
+    return {"answer": None, "tried": tried, "state_bytes": state_bytes,
+            "why": "no cluster up to max_shards meets the peak with the p99 target: the driver"
+                   " (one process) saturates first; see the tried rows' driver utilisation"}
+
+
+def hot_accounts(transfers, top: int = 5) -> list[dict]:
+    """The accounts on the most rows (either side), with their share of all account sides."""
+    sides = np.concatenate([transfers.debit_account, transfers.credit_account])
+    keys, counts = np.unique(sides, return_counts=True)
+    order = np.argsort(counts)[::-1][:top]
+    return [{"account": int(keys[i]), "rows": int(counts[i]), "share_of_sides": float(counts[i] / len(sides))}
+            for i in order]
+
+
+def _bottleneck(prediction: Prediction) -> str:
+    """Which server saturates first as the load grows: the busiest of driver and shards."""
+    hottest = int(np.argmax(prediction.shard_utilisation))
+    shard = prediction.shard_utilisation[hottest]
+    if prediction.driver_utilisation >= shard:
+        return (f"the driver (CPU {prediction.driver_utilisation:.0%} at the peak, busiest shard"
+                f" {shard:.0%}): it plans, routes and resolves every row, so shards added past it do not help")
+    return (f"shard {hottest} (CPU {shard:.0%} at the peak, driver {prediction.driver_utilisation:.0%}):"
+            " the shard holding the hottest accounts")
+
+
+def envelope(calibration: Calibration, ask: PlanAsk, shards_list=(1, 2, 4, 8, 16, 32)) -> list[dict]:
+    """Predicted capacity per shard count for the ask's epochs, in the style of Ray's
+    scalability envelope (dimension, quantity, hardware), with and without the hot shard."""
+    out = []
+    for shards in shards_list:
+        nodes = math.ceil(shards / max(ask.node_cores - 1, 1))
+        cluster = Cluster(shards, nodes=nodes, node_cores=ask.node_cores)
+        skewed = predict(calibration, uniform_shape(ask.rows_per_epoch, 40, shards, ask.imbalance,
+                                                    two_phase_share=ask.two_phase_share), cluster)
+        even = predict(calibration, uniform_shape(ask.rows_per_epoch, 40, shards, 1.0,
+                                                  two_phase_share=ask.two_phase_share), cluster)
+        out.append({"dimension": "shards", "quantity": shards,
+                    "hardware": f"{nodes} node(s) x {ask.node_cores} cores",
+                    "rows_per_s": skewed.rows_per_s, "rows_per_s_hot_account_split": even.rows_per_s,
+                    "driver_utilisation": skewed.driver_utilisation,
+                    "busiest_shard_utilisation": max(skewed.shard_utilisation)})
+    return out
+
+
+def check_in_range(calibration: Calibration, accounts: int | None) -> list[str]:
+    """Warnings where a prediction leaves what the calibration measured."""
+    warnings = []
+    if accounts and calibration.accounts:
+        low, high = min(calibration.accounts), max(calibration.accounts)
+        if not (low / 4 <= accounts <= high * 4):
+            warnings.append(f"{accounts:,} accounts is outside the calibrated {low:,}-{high:,}: the"
+                            " per-row costs there (cache misses grow with the tables) are extrapolated")
+    return warnings
+
+
+__all__ = ["CalibrationError", "PlanAsk", "DEFAULT_CALIBRATION", "load_calibration", "predict",
+           "validate", "plan", "envelope", "workload_shape", "plot_validation", "check_in_range"]
