@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lab bench bench-smoke bench-generator bank clean
+.PHONY: run test lab bench bench-smoke bench-generator bank plan-validate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_throughput
+
+plan-validate: $(STAMP)
+	$(BIN)/python -m benchmarks.plan_validation
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_throughput --smoke

@@ -81,3 +81,17 @@ def test_sweep_runs_the_grid_and_summarises_each_cell(tmp_path):
     assert (tmp_path / "sweep" / "sweep.parquet").is_file()
     assert (tmp_path / "sweep" / "plots" / "throughput.png").is_file()
     assert len(pd.read_parquet(tmp_path / "sweep" / "cells.parquet")) == 2
+
+
+def test_the_api_functions_survive_importing_every_xpay_module():
+    """A submodule named like an API function replaces it on the package once imported (a
+    second xpay.sweep(...) in a notebook failed: 'module' object is not callable)."""
+    import importlib
+    import pkgutil
+
+    import xpay
+
+    for module in pkgutil.walk_packages(xpay.__path__, "xpay."):
+        importlib.import_module(module.name)
+    for name in ("run", "replay", "sweep", "plain_workload", "load_run", "shutdown"):
+        assert callable(getattr(xpay, name)), name

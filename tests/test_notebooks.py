@@ -12,8 +12,8 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_the_three_analyses():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03"]
+def test_there_are_the_four_analyses():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

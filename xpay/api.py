@@ -90,10 +90,10 @@ def sweep(scenario: str = "quick", *, shards=(1, 2, 4), users=(None,), scale=(No
           rate: float | None = None, in_process: bool = False, strict_serial: bool = True,
           warm_up: bool = True, progress: bool | None = None):
     """Every combination of shards x users (or scale) x epoch_seconds, for each seed, `repeats`
-    times, after one discarded warm-up run; returns a `xpay.sweep.Sweep` (runs and per-cell
+    times, after one discarded warm-up run; returns a `xpay.sweeps.Sweep` (runs and per-cell
     statistics as pandas, the folder). The workload of a size, epoch length and seed is
     generated once and replayed at every shard count."""
-    from xpay.sweep import Grid, execute
+    from xpay.sweeps import Grid, execute
 
     grid = Grid(scenario=scenario, shards=tuple(shards), users=tuple(users), scale=tuple(scale),
                 epoch_seconds=tuple(epoch_seconds), seeds=tuple(seeds), repeats=repeats, rate=rate,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.errors import XpayError
 from xpay.plan.calibration import Calibration, CalibrationError, measured_shape, read_run, run_folders
 from xpay.plan.model import Cluster, Prediction, simulate
 from xpay.plan.shape import Shape, shape_of, uniform_shape
@@ -186,10 +187,11 @@ def _bottleneck(prediction: Prediction) -> str:
     hottest = int(np.argmax(prediction.shard_utilisation))
     shard = prediction.shard_utilisation[hottest]
     if prediction.driver_utilisation >= shard:
-        return (f"the driver (CPU {prediction.driver_utilisation:.0%} at the peak, busiest shard"
-                f" {shard:.0%}): it plans, routes and resolves every row, so shards added past it do not help")
-    return (f"shard {hottest} (CPU {shard:.0%} at the peak, driver {prediction.driver_utilisation:.0%}):"
-            " the shard holding the hottest accounts")
+        return (f"the driver (busy {prediction.driver_utilisation:.0%} of the time at the peak, busiest"
+                f" shard {shard:.0%}): it plans, routes and resolves every row, so shards added past it"
+                " do not help")
+    return (f"shard {hottest} (busy {shard:.0%} of the time at the peak, driver"
+            f" {prediction.driver_utilisation:.0%}): the shard holding the hottest accounts")
 
 
 def envelope(calibration: Calibration, ask: PlanAsk, shards_list=(1, 2, 4, 8, 16, 32)) -> list[dict]:
@@ -222,5 +224,60 @@ def check_in_range(calibration: Calibration, accounts: int | None) -> list[str]:
     return warnings
 
 
-__all__ = ["CalibrationError", "PlanAsk", "DEFAULT_CALIBRATION", "load_calibration", "predict",
+class PlanRefused(XpayError):
+    """A plan's request cannot be read (exit 2)."""
+
+    exit_status = 2
+
+
+def peak_rate(text: str, mean_rate: float) -> float:
+    """"15x" (a multiple of the mean rate) or rows a second."""
+    try:
+        return float(text[:-1]) * mean_rate if str(text).endswith("x") else float(text)
+    except ValueError:
+        raise PlanRefused(f"--peak {text!r}: give a multiple of the mean rate (15x) or rows a second") from None
+
+
+def plan_scenario(calibration: Calibration, scenario: str, peak: str = "15x", p99_ms: float = 100.0,
+                  epoch_ms: float = 20.0, window_epochs: int = 100, node_cores: int = 16,
+                  node_memory_gb: float = 64.0, imbalance: float | None = None,
+                  slice_users: int = 100_000) -> dict:
+    """The smallest cluster for a scenario's peak: its accounts and mean rate from the scenario
+    (traffic rows over its days, funding left out), the key distribution (hot shard, hot
+    accounts, two-phase share) from a one-day slice of slice_users users."""
+    from workloads.base import materialize
+    from workloads.registry import build_workload
+    from workloads.scenario import Resize
+
+    source = build_workload(scenario, 1)
+    model_seconds = source.scenario.time.days * 86400.0
+    mean_rate = (source.expected_row_count() - getattr(source, "funding_row_count", 0)) / model_seconds
+    peak_rows_per_s = peak_rate(peak, mean_rate)
+    slice_users = min(slice_users, source.scenario.population.users)
+    _, sliced = materialize(build_workload(scenario, 1, Resize(users=slice_users, days=1)))
+    shape = shape_of(sliced, 16)
+    imbalance = imbalance if imbalance is not None else shape.imbalance()
+    two_phase_share = float(shape.two_phase.sum() / max(shape.rows.sum(), 1))
+    rows_per_epoch = max(int(peak_rows_per_s * epoch_ms / 1000.0), 1)
+    ask = PlanAsk(accounts=int(source.account_count), peak_rows_per_s=peak_rows_per_s, p99_ms=p99_ms,
+                  rows_per_epoch=rows_per_epoch, window_epochs=window_epochs, imbalance=imbalance,
+                  two_phase_share=two_phase_share, node_cores=node_cores, node_memory_gb=node_memory_gb)
+    answer = plan(calibration, ask)
+    return {"scenario": scenario, "accounts": ask.accounts, "mean_rows_per_s": mean_rate,
+            "peak_rows_per_s": peak_rows_per_s, "p99_ms_target": p99_ms, "rows_per_epoch": rows_per_epoch,
+            "shard_imbalance": imbalance, "two_phase_share": two_phase_share, "slice_users": slice_users,
+            "hot_accounts_in_a_slice": hot_accounts(sliced), "node_cores": node_cores,
+            "node_memory_gb": node_memory_gb, **answer,
+            "warnings": check_in_range(calibration, ask.accounts),
+            "assumptions": [
+                f"the calibration of a {calibration.hardware.get('cores', '?')}-core machine"
+                f" ({len(calibration.runs)} runs); per-row costs as measured there",
+                f"headroom: plan for {HEADROOM:.0%} of predicted capacity",
+                f"shard memory {BYTES_PER_ACCOUNT} B an account and {BYTES_PER_WINDOWED_ID} B a"
+                " windowed id (measured); 80% of a node's memory for shards",
+                "network between nodes assumed: 100 us round trip, 10 Gbit/s (not measured here)",
+                f"hot shard: the busiest of 16 shards gets {imbalance:.2f}x the mean rows"]}
+
+
+__all__ = ["PlanRefused", "peak_rate", "plan_scenario", "CalibrationError", "PlanAsk", "DEFAULT_CALIBRATION", "load_calibration", "predict",
            "validate", "plan", "envelope", "workload_shape", "plot_validation", "check_in_range"]
