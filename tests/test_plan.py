@@ -158,6 +158,10 @@ def test_xpay_plan_predict_and_plan_answer_in_json(tmp_path, capsys):
     assert planned["answer"]["shards"] >= 1 and planned["answer"]["p99_ms"] <= 200
     assert planned["peak_rows_per_s"] == pytest.approx(15 * planned["mean_rows_per_s"])
     assert main(["plan", "--scenario", "quick", "--peak", "lots"]) == 2
+    assert main(["plan", "--scenario", "quick", "--peak", "1e9", "--imbalance", "1.1", "--json"]) == 0
+    impossible = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert impossible["answer"] is None and "capacity peaks at" in impossible["why"]
+    assert len(impossible["tried"]) < 30  # it stops once capacity falls with more shards
 
 
 def test_the_usl_fit_recovers_known_coefficients():
