@@ -454,14 +454,16 @@ class DurableShard:
         if method != BEGIN_EPOCH:
             return getattr(self.state, method)(*args)
         commit, *rest = args
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         settled = self.state.settle(commit)
         settle_s = time.perf_counter() - started
+        settle_cpu = time.thread_time() - cpu
         point("committed", seq, method)
-        opened = time.perf_counter()
+        opened, cpu = time.perf_counter(), time.thread_time()
         answer = self.state.open_epoch(settled, *rest)
         answer.busy_s = settle_s + (time.perf_counter() - opened)
         answer.settle_s = settle_s
+        answer.cpu_s = settle_cpu + (time.thread_time() - cpu)
         return answer
 
     def _point(self, point: str, seq: int, method: str) -> None:

@@ -259,3 +259,18 @@ def test_driver_journal_round_trip(tmp_path):
     assert load(tmp_path, 2).last_index == 2
     with pytest.raises(Exception, match="commit for 2 shards"):
         load(tmp_path, 3)
+
+
+def test_durable_shards_report_the_cpu_time_of_their_calls(tmp_path):
+    """The sequencing layer runs begin_epoch as its two steps itself: it must measure their CPU
+    time too (it once reported only evaluate's, and the capacity model took the rest for time
+    spent off the CPU)."""
+    accounts, transfers = adversarial_workload(5, 3_000, 8)
+    result, hosts, _ = run_durable(accounts, transfers, 2, tmp_path)
+    hosts.close()
+    table = result.metrics.timeline.table()
+    for s in range(2):
+        busy, cpu = table[f"shard_busy_s_{s}"].sum(), table[f"shard_cpu_s_{s}"].sum()
+        begin = (table[f"shard_commit_s_{s}"] + table[f"shard_open_s_{s}"]).sum()
+        assert begin > table[f"shard_evaluate_s_{s}"].sum()  # begin_epoch is most of the work
+        assert 0.5 * busy < cpu <= busy * 1.05 + 1e-3
