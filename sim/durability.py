@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.errors import InputRefused
+from sim.shard_state import begin_epoch_steps
 from sim.wire import (
     APPLIED,
     BEGIN_EPOCH,
@@ -449,22 +450,10 @@ class DurableShard:
         return APPLIED, result
 
     def _run(self, seq: int, method: str, args: tuple, point) -> object:
-        """The call on the state; begin_epoch as its two steps with the "committed" point
-        between them (ShardState.begin_epoch composes the same two steps)."""
+        """The call on the state; begin_epoch with the "committed" point between its two steps."""
         if method != BEGIN_EPOCH:
             return getattr(self.state, method)(*args)
-        commit, *rest = args
-        started, cpu = time.perf_counter(), time.thread_time()
-        settled = self.state.settle(commit)
-        settle_s = time.perf_counter() - started
-        settle_cpu = time.thread_time() - cpu
-        point("committed", seq, method)
-        opened, cpu = time.perf_counter(), time.thread_time()
-        answer = self.state.open_epoch(settled, *rest)
-        answer.busy_s = settle_s + (time.perf_counter() - opened)
-        answer.settle_s = settle_s
-        answer.cpu_s = settle_cpu + (time.thread_time() - cpu)
-        return answer
+        return begin_epoch_steps(self.state, args, between=lambda: point("committed", seq, method))
 
     def _point(self, point: str, seq: int, method: str) -> None:
         if self.fault is not None:

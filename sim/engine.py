@@ -216,8 +216,9 @@ class Engine:
         """
         metrics = EngineMetrics(timeline=EpochTimeline(pacer))
         # Everything allocated so far (Ray, the compiled kernels, pandas, the workload's
-        # objects) moves out of the collector's reach: a full collection of a process that imported Ray walks ~1M
-        # objects and took 0.1-0.2 s here, stalling the epoch it fell in (p99 latency).
+        # objects) moves out of the collector's reach: a full collection of a process that
+        # imported Ray walks ~1M objects and took 0.1-0.2 s here, stalling the epoch it fell
+        # in (p99 latency).
         gc.freeze()
         statuses: list[np.ndarray] = []
         source = _nonempty(epochs)
@@ -370,7 +371,7 @@ class Engine:
         self._ahead = self.hosts.submit(LOOKUP_AHEAD, [
             (epoch, next_plan.debit_blocks[s], next_plan.credit_blocks[s]) for s in range(self.shard_count)])
 
-    def _collect_ahead(self) -> list[float]:
+    def _collect_ahead(self) -> list[tuple[float, float]]:
         """Each shard's (seconds, CPU seconds) in the lookup_ahead call in flight (zeros when none)."""
         if self._ahead is None:
             return [(0.0, 0.0)] * self.shard_count

@@ -11,8 +11,8 @@ A shard owns the accounts, transfer ids and pending transfers whose keys hash to
 
 The previous epoch's commit rides on the next ``begin_epoch`` call (``finish`` commits the
 last), so an epoch costs two round trips. ``begin_epoch`` is exactly ``settle`` (the commit)
-then ``open_epoch`` (the rest); sim.durability calls the two steps itself, with its fault point
-between them. Arguments and answers are the records and column layouts of sim.wire.
+then ``open_epoch`` (the rest), both through ``begin_epoch_steps``, which sim.durability calls
+with its fault point between them. Arguments and answers are the records and column layouts of sim.wire.
 
 Memory per account: 8 (id) + 32 (four balances) + 1 (flag) + 1 (ledger slot) + 4 x 1.5
 (index) = 48 bytes; transfer ids in the idempotency window cost 3 x 64 bytes each (the id
@@ -147,15 +147,8 @@ class ShardState:
     def begin_epoch(self, commit: CommitPayload | None, epoch: int, start_us: int,
                     id_rows: np.ndarray, debit_keys: np.ndarray,
                     credit_keys: np.ndarray) -> BeginAnswer:
-        """settle(commit) then open_epoch(...): the only composition of the two steps."""
-        started, cpu = time.perf_counter(), time.thread_time()
-        settled = self.settle(commit)
-        opened = time.perf_counter()
-        answer = self.open_epoch(settled, epoch, start_us, id_rows, debit_keys, credit_keys)
-        answer.busy_s = time.perf_counter() - started
-        answer.settle_s = opened - started
-        answer.cpu_s = time.thread_time() - cpu
-        return answer
+        """settle(commit) then open_epoch(...) (see begin_epoch_steps)."""
+        return begin_epoch_steps(self, (commit, epoch, start_us, id_rows, debit_keys, credit_keys))
 
     def settle(self, commit: CommitPayload | None) -> CommitAnswer | None:
         """Step 1 of begin_epoch: the previous epoch's commit (None when none rides along)."""
@@ -343,3 +336,22 @@ def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.in
     if capacity > len(swept):
         swept, live = K.rebuild_table(swept, capacity, epoch, window, *window_columns)
     return swept, live
+
+
+def begin_epoch_steps(state, args: tuple, between=None) -> BeginAnswer:
+    """begin_epoch's two steps on `state`, state.settle(commit) then state.open_epoch(...): the
+    only composition of the two, and the one place their wall and CPU time are measured.
+    between(): called after settle (the sequencing layer's "committed" fault point); its time
+    is not the shard's."""
+    commit, *rest = args
+    started, cpu = time.perf_counter(), time.thread_time()
+    settled = state.settle(commit)
+    settle_s, settle_cpu = time.perf_counter() - started, time.thread_time() - cpu
+    if between is not None:
+        between()
+    opened, cpu = time.perf_counter(), time.thread_time()
+    answer = state.open_epoch(settled, *rest)
+    answer.busy_s = settle_s + (time.perf_counter() - opened)
+    answer.settle_s = settle_s
+    answer.cpu_s = settle_cpu + (time.thread_time() - cpu)
+    return answer

@@ -166,16 +166,13 @@ class EpochTimeline:
         for code in range(CODE_COLUMNS):
             out[f"code_{CODE_NAMES.get(code, code)}"] = codes[:, code]
         out["code_other"] = codes[:, CODE_COLUMNS]
-        if self.busy_s and len(self.busy_s) == len(out["epoch"]):
-            busy = np.array(self.busy_s, np.float64)
-            for shard in range(busy.shape[1]):
-                out[f"shard_busy_s_{shard}"] = busy[:, shard]
         if self.shard_phases and len(self.shard_phases) == len(out["epoch"]):
             phases = np.array(self.shard_phases, np.float64)  # [epoch, shard, phase]
             for shard in range(phases.shape[1]):
                 for p, name in enumerate(SHARD_PHASES):
                     out[f"shard_{name}_s_{shard}"] = phases[:, shard, p]
-        for name, values, dtype in (("shard_cpu_s", self.shard_cpu_s, np.float64),
+        for name, values, dtype in (("shard_busy_s", self.busy_s, np.float64),
+                                    ("shard_cpu_s", self.shard_cpu_s, np.float64),
                                     ("shard_rows", self.shard_touches, np.int64)):
             if values and len(values) == len(out["epoch"]):
                 table = np.array(values, dtype)

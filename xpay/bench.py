@@ -36,6 +36,7 @@ from sim.engine import Engine, local_hosts, split_epochs, table_hint
 from sim.timeline import DRIVER_PHASES, SHARD_PHASES, Pacer
 from workloads.plain import plain_transfer_workload
 from xpay.report import hardware, result_digest, versions
+from xpay.runner import json_default
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ def write_outputs(out_dir: Path, report: dict, variants: list[Variant], breakdow
     breakdown.to_parquet(out_dir / "breakdown.parquet", index=False)
     if report.get("curves"):
         pd.DataFrame(report["curves"]).to_parquet(out_dir / "curves.parquet", index=False)
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     bench_plots.peers(table, out_dir / "plots" / "peers.png")
     bench_plots.breakdown(report["breakdown_ms"], out_dir / "plots" / "breakdown.png")
     if report.get("curves"):
@@ -354,14 +355,6 @@ def format_table(report: dict) -> str:
             lines.append(f"  shard  {name:<16} {b[f'shard_{name}_ms_mean']:8.2f} mean"
                          f" {b[f'shard_{name}_ms_max']:8.2f} slowest")
     return "\n".join(lines)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def say(message: str) -> None:

@@ -382,11 +382,12 @@ def all_invariants_held(summary: dict) -> bool:
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
     tmp.replace(path)
 
 
-def _json_default(value):
+def json_default(value):
+    """json.dumps default: numpy scalars as Python numbers, dataclasses as dicts."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):

@@ -19,7 +19,6 @@ Stored as JSON with the hardware, versions and runs it came from.
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 
 from sim.engine import LOOK_AHEAD_ROWS_MIN
 from sim.errors import XpayError
+from xpay.runner import json_default
 
 WARM_UP_EPOCHS = 2  # left out of every fit: kernels, caches and the first plan
 JITTER_QUANTILES = 41
@@ -86,7 +86,7 @@ class Calibration:
 
     # --- files --------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1, default=_plain) + "\n")
+        Path(path).write_text(json.dumps(asdict(self), indent=1, default=json_default) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
@@ -106,20 +106,17 @@ class Calibration:
         return cls(**data)
 
 
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
 # --- reading runs ------------------------------------------------------------------------------
 @dataclass
 class MeasuredRun:
     folder: Path
     summary: dict
-    epochs: pd.DataFrame  # steady state only
+    all_epochs: pd.DataFrame  # epochs.parquet, every epoch
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """The steady-state epochs (the warm-up left out): what calibration fits."""
+        return self.all_epochs.iloc[WARM_UP_EPOCHS:].reset_index(drop=True)
 
     @property
     def shards(self) -> int:
@@ -144,7 +141,7 @@ def read_run(folder: Path) -> MeasuredRun:
     if len(epochs) <= WARM_UP_EPOCHS + 1:
         raise CalibrationError(f"{folder}: {len(epochs)} epochs; calibration needs more than"
                                f" {WARM_UP_EPOCHS + 1}")
-    return MeasuredRun(folder, summary, epochs.iloc[WARM_UP_EPOCHS:].reset_index(drop=True))
+    return MeasuredRun(folder, summary, epochs)
 
 
 def run_folders(paths: list[Path]) -> list[Path]:
@@ -298,9 +295,7 @@ def _shards_of(frame: pd.DataFrame) -> int:
 
 
 def measured_shape(run: MeasuredRun):
-    """The run's own epochs as the model's input (rows and rows sent per shard)."""
-    from xpay.plan.shape import Shape
-
+    """The run's steady-state epochs as the model's input (rows and rows sent per shard)."""
     return shape_of_epochs(run.epochs, run.shards)
 
 
@@ -350,9 +345,3 @@ def _fit_calls_and_jitter(cal: Calibration, runs: list[MeasuredRun]) -> None:
         cal.jitter_quantiles = [float(v) for v in np.quantile(pooled, np.linspace(0, 1, JITTER_QUANTILES))]
     cal.fit_error = {"epoch_time_relative_error_by_run": errors,
                      "max_abs": float(max(abs(v) for v in errors.values()))}
-
-
-def machine() -> dict:
-    import os
-
-    return {"cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}

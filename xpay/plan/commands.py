@@ -74,6 +74,7 @@ def _predict(args) -> int:
     from workloads.scenario import Resize
     from xpay.plan.model import Cluster
     from xpay.plan.planning import check_in_range, load_calibration, predict, workload_shape
+    from xpay.runner import json_default
 
     calibration = load_calibration(args.calibration)
     resize = Resize(users=args.users, epoch_seconds=args.epoch_seconds)
@@ -84,7 +85,7 @@ def _predict(args) -> int:
     result.update(shards=args.shards, nodes=args.nodes, accounts=accounts,
                   shard_imbalance=shape.imbalance(), warnings=check_in_range(calibration, accounts))
     if args.json:
-        print(json.dumps(result, default=float))
+        print(json.dumps(result, default=json_default))
         return 0
     print(f"predicted: {result['rows_per_s']:,.0f} rows/s over {result['rows']:,} rows in"
           f" {result['epochs']} epochs ({args.shards} shards, {args.nodes} node(s))")
@@ -139,40 +140,38 @@ def _markdown(table) -> str:
 
 def _plan(args) -> int:
     from xpay.plan.planning import load_calibration, plan_scenario
+    from xpay.runner import json_default
 
     out = plan_scenario(load_calibration(args.calibration), args.scenario, args.peak, args.p99_ms,
                         epoch_ms=args.epoch_ms, window_epochs=args.window_epochs,
                         node_cores=args.node_cores, node_memory_gb=args.node_memory_gb,
                         imbalance=args.imbalance)
-    answer, hottest, imbalance = out, out["hot_accounts_in_a_slice"], out["shard_imbalance"]
-    slice_users, rows_per_epoch, mean_rate, peak = (out["slice_users"], out["rows_per_epoch"],
-                                                    out["mean_rows_per_s"], out["peak_rows_per_s"])
     if args.json:
-        print(json.dumps(out, default=float))
+        print(json.dumps(out, default=json_default))
         return 0
-    print(f"{args.scenario}: {out['accounts']:,} accounts, mean {mean_rate:,.0f} rows/s,"
-          f" peak {peak:,.0f} rows/s, p99 <= {args.p99_ms:g} ms, {rows_per_epoch:,} rows an epoch")
-    best = answer["answer"]
+    print(f"{args.scenario}: {out['accounts']:,} accounts, mean {out['mean_rows_per_s']:,.0f} rows/s,"
+          f" peak {out['peak_rows_per_s']:,.0f} rows/s, p99 <= {args.p99_ms:g} ms,"
+          f" {out['rows_per_epoch']:,} rows an epoch")
+    best = out["answer"]
     if best is None:
-        print(f"no cluster found: {answer['why']}")
+        print(f"no cluster found: {out['why']}")
     else:
         print(f"answer: {best['shards']} shards on {best['nodes']} node(s) of {args.node_cores} cores:"
               f" capacity {best['capacity_rows_per_s']:,.0f} rows/s, p99 {best['p99_ms']:.1f} ms at the peak,"
               f" {best['memory_gb_per_node']:.1f} GB of shard state a node;"
-              f" saturates first: {answer['bottleneck']}")
-        print(f"hot accounts: in a {slice_users:,}-user slice the hottest account is on"
-              f" {hottest[0]['share_of_sides']:.1%} of account sides; at 16 shards its shard gets"
-              f" {imbalance:.2f}x the mean rows")
+              f" saturates first: {out['bottleneck']}")
+        print(f"hot accounts: in a {out['slice_users']:,}-user slice the hottest account is on"
+              f" {out['hot_accounts_in_a_slice'][0]['share_of_sides']:.1%} of account sides; at 16"
+              f" shards its shard gets {out['shard_imbalance']:.2f}x the mean rows")
         print("envelope (predicted capacity, rows/s):")
         print(f"  {'shards':>6}  {'hardware':<22} {'as the keys fall':>16} {'hot account split':>18}"
               f" {'driver':>7} {'busiest shard':>14}")
-        for e in answer["envelope"]:
+        for e in out["envelope"]:
             print(f"  {e['quantity']:>6}  {e['hardware']:<22} {e['rows_per_s']:>16,.0f}"
                   f" {e['rows_per_s_hot_account_split']:>18,.0f} {e['driver_utilisation']:>7.0%}"
                   f" {e['busiest_shard_utilisation']:>14.0%}")
     for line in out["assumptions"]:
         print(f"  assumption: {line}")
-    for line in answer["warnings"]:
+    for line in out["warnings"]:
         print(f"  warning: {line}")
     return 0 if best is not None else 1
-

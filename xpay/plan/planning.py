@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import XpayError
-from xpay.plan.calibration import Calibration, CalibrationError, measured_shape, read_run, run_folders
+from xpay.plan.calibration import Calibration, CalibrationError, read_run, run_folders, shape_of_epochs
 from xpay.plan.model import Cluster, Prediction, simulate
 from xpay.plan.shape import Shape, shape_of, uniform_shape
 
@@ -62,9 +62,8 @@ def validate(calibration: Calibration, folders: list[Path]) -> pd.DataFrame:
     rows = []
     for folder in run_folders(folders):
         run = read_run(folder)
-        shape = _full_shape(folder, run.shards)
-        configuration = run.summary.get("configuration") or {}
-        rate = run.summary.get("offered_rows_per_s") or configuration.get("rate")
+        shape = shape_of_epochs(run.all_epochs, run.shards)  # open-loop latency counts every payment
+        rate = run.summary.get("offered_rows_per_s")
         prediction = predict(calibration, shape, Cluster(run.shards), rate=float(rate) if rate else None)
         measured = float(run.summary["rows_per_s"])
         row = {"run": f"{Path(folder).parent.parent.name}/{Path(folder).name}"
@@ -82,13 +81,6 @@ def validate(calibration: Calibration, folders: list[Path]) -> pd.DataFrame:
                        p99_error=prediction.latency_ms_p99 / float(payment["p99"]) - 1.0)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _full_shape(folder: Path, shards: int) -> Shape:
-    """Every epoch of the run (warm-up included): open-loop latency counts all payments."""
-    from xpay.plan.calibration import shape_of_epochs
-
-    return shape_of_epochs(pd.read_parquet(Path(folder) / "epochs.parquet"), shards)
 
 
 def plot_validation(table: pd.DataFrame, path: Path) -> None:

@@ -38,12 +38,6 @@ class Shape:
         per_shard = self.touches.sum(axis=0).astype(np.float64)
         return float(per_shard.max() / per_shard.mean()) if per_shard.sum() else 1.0
 
-    def scaled(self, factor: float) -> "Shape":
-        """The same epochs with factor times the rows (a uniform scale-up of the traffic)."""
-        return Shape(np.rint(self.rows * factor).astype(np.int64),
-                     np.rint(self.touches * factor).astype(np.int64),
-                     np.rint(self.two_phase * factor).astype(np.int64), self.sim_start_s, self.sim_end_s)
-
 
 def shape_of(transfers: Transfers, shards: int) -> Shape:
     """Each epoch's rows and per-shard rows for an engine of `shards` shards."""
