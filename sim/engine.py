@@ -203,7 +203,8 @@ class Engine:
 
     # --- the epoch loop -------------------------------------------------------------------
     def run(self, epochs: Iterable[Transfers], on_epoch: Callable[[int, int], None] | None = None,
-            keep_status: bool = True, journal=None, resumed=None, pacer: Pacer | None = None) -> EngineResult:
+            keep_status: bool = True, journal=None, resumed=None, pacer: Pacer | None = None,
+            sink: Callable[[Transfers, np.ndarray], None] | None = None) -> EngineResult:
         """Run every epoch (each a Transfers of one epoch's rows, in order) and finish.
 
         The driver plans epoch e+1 while the shards evaluate epoch e. keep_status=False keeps
@@ -225,7 +226,7 @@ class Engine:
         pending_commit: tuple | None = None  # (plan, commit payloads, submit time, timeline index)
         index, row_offset = 0, 0
         if resumed is not None:
-            pending_commit = self._take_over(resumed, source, metrics, statuses, keep_status)
+            pending_commit = self._take_over(resumed, source, metrics, statuses, keep_status, sink)
             index, row_offset = resumed.last_index + 1, resumed.row_offset
         metrics.timeline.start()
         rows = next(source, None)
@@ -248,6 +249,8 @@ class Engine:
             metrics.status_counts += np.bincount(status, minlength=STATUS_COUNT)
             if keep_status:
                 statuses.append(status)
+            if sink is not None:
+                sink(plan.rows, status)
             metrics.rows += len(plan.rows)
             metrics.epochs += 1
             if journal is not None:
@@ -295,13 +298,17 @@ class Engine:
             return next_plan
         return self._plan_when_due(next_plan.rows, next_plan.row_offset, pacer, metrics)
 
-    def _take_over(self, resumed, source, metrics: EngineMetrics, statuses: list, keep_status: bool) -> tuple:
+    def _take_over(self, resumed, source, metrics: EngineMetrics, statuses: list, keep_status: bool,
+                   sink=None) -> tuple:
         """Metrics, statuses and the pending commit of the journal's epochs; the source skips them."""
         last_rows = None
-        for _ in range(resumed.last_index + 1):
+        assert len(resumed.status) == resumed.last_index + 1
+        for done in resumed.status:
             last_rows = next(source, None)
             if last_rows is None:
                 raise ValueError(f"the journal has {resumed.last_index + 1} epochs, the workload fewer")
+            if sink is not None:
+                sink(last_rows, done)
         for done in resumed.status:
             metrics.status_counts += np.bincount(done, minlength=STATUS_COUNT)
             if keep_status:

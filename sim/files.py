@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -192,14 +194,23 @@ def _check_account_flags(path, flags: np.ndarray) -> None:
         )
 
 
-def _check_non_decreasing(path, name: str, values: np.ndarray) -> None:
+def _check_non_decreasing(path, name: str, values: np.ndarray, first_row: int = 0,
+                          before: int | None = None) -> None:
+    """values (rows first_row... of the file) never go down, nor below `before`, the value on
+    the row just above them."""
+    if before is not None and len(values) and int(values[0]) < before:
+        raise _refuse(
+            path,
+            f"column {name}, row {first_row}: {name} {int(values[0])} is less than {before} on row"
+            f" {first_row - 1} ({name} must not decrease down the file)",
+        )
     down = values[1:] < values[:-1]
     if down.any():
         row = int(down.argmax()) + 1
         raise _refuse(
             path,
-            f"column {name}, row {row}: {name} {int(values[row])} is less than"
-            f" {int(values[row - 1])} on row {row - 1} ({name} must not decrease down the file)",
+            f"column {name}, row {first_row + row}: {name} {int(values[row])} is less than"
+            f" {int(values[row - 1])} on row {first_row + row - 1} ({name} must not decrease down the file)",
         )
 
 
@@ -228,6 +239,204 @@ def read_results(path) -> pa.Table:
 def read_balances(path) -> Balances:
     """balances.parquet as Balances (types and nulls checked)."""
     return Balances.from_columns(**_numpy_columns(_read_columns(path, BALANCES_SCHEMA)))
+
+
+# --- reading epoch by epoch ---------------------------------------------------------------
+
+# Rows decoded at a time when a workload is streamed: the reader holds this many rows (plus
+# the epoch they end in, and PREFETCH_BATCHES read ahead), whatever the file's size.
+STREAM_BATCH_ROWS = 1 << 20
+PREFETCH_BATCHES = 2
+_SCANNED_COLUMNS = ("epoch", "sim_time_us", "flags")
+
+
+@dataclass(frozen=True)
+class WorkloadFacts:
+    """What a run must know of its workload before the first epoch (one pass over 3 columns)."""
+
+    rows: int
+    epoch_count: int
+    widest_epoch: int  # rows of the largest epoch
+    pending_rows: int  # rows with the PENDING flag
+    first_us: int | None  # sim_time_us of the first and last rows (None when empty)
+    last_us: int | None
+
+    @classmethod
+    def of(cls, transfers: Transfers) -> "WorkloadFacts":
+        from sim.constants import FLAG_PENDING
+
+        bounds = transfers.epoch_bounds()
+        n = len(transfers)
+        return cls(n, len(bounds), max((stop - start for start, stop in bounds), default=0),
+                   int(np.count_nonzero(transfers.flags & FLAG_PENDING)),
+                   int(transfers.sim_time_us[0]) if n else None, int(transfers.sim_time_us[-1]) if n else None)
+
+
+class WorkloadReader:
+    """workload.parquet read epoch by epoch in bounded memory.
+
+    Opening it refuses (InputRefused) a file that breaks a file-level rule, before anything
+    runs: columns and types, the footer's row counts against the page headers, nulls (from the
+    row groups' statistics, or by reading the column where a statistic is missing), and
+    non-decreasing epoch and sim_time_us (one streaming pass over epoch, sim_time_us and flags,
+    which also gives `facts`). `epochs()` then yields one Transfers per epoch, in file order,
+    with the batches decoded on a background thread PREFETCH_BATCHES ahead.
+    """
+
+    def __init__(self, path, batch_rows: int = STREAM_BATCH_ROWS):
+        self.path = path
+        self.batch_rows = int(batch_rows)
+        with _open(path) as parquet:
+            try:
+                found = parquet.schema_arrow
+            except Exception as exc:
+                raise _refuse(path, f"not a readable Parquet file ({exc})") from None
+            _check_columns(path, found, WORKLOAD_SCHEMA)
+            _check_row_counts(path, parquet.metadata)
+            unproven = _columns_without_null_counts(parquet.metadata, WORKLOAD_SCHEMA.names)
+            self.facts = self._scan(parquet, sorted(set(_SCANNED_COLUMNS) | unproven))
+
+    def __len__(self) -> int:
+        return self.facts.rows
+
+    def _batches(self, parquet: pq.ParquetFile, columns) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(first row, batch) of the given columns, nulls refused with their row."""
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=list(columns)):
+                for name in columns:
+                    column = batch.column(name)
+                    if column.null_count:
+                        at = row + pc.index(pc.is_null(column), True).as_py()
+                        raise _refuse(self.path, f"column {name}, row {at}: null value (nulls are not allowed)")
+                yield row, batch
+                row += batch.num_rows
+        except InputRefused:
+            raise
+        except Exception as exc:  # truncated or corrupt pages
+            raise _refuse(self.path, f"corrupt Parquet data ({exc})") from None
+        if row != parquet.metadata.num_rows:
+            raise _refuse(self.path, f"the footer says {parquet.metadata.num_rows} rows, the data holds {row}")
+
+    def _scan(self, parquet: pq.ParquetFile, columns) -> WorkloadFacts:
+        from sim.constants import FLAG_PENDING
+
+        last = {"epoch": None, "sim_time_us": None}
+        epochs = widest = pending = 0
+        run = 0  # rows of the epoch in progress
+        first_us = None
+        for row, batch in self._batches(parquet, columns):
+            epoch = batch.column("epoch").to_numpy()
+            time_us = batch.column("sim_time_us").to_numpy()
+            for name, values in (("epoch", epoch), ("sim_time_us", time_us)):
+                _check_non_decreasing(self.path, name, values, row, last[name])
+                last[name] = int(values[-1]) if len(values) else last[name]
+            if first_us is None and len(time_us):
+                first_us = int(time_us[0])
+            pending += int(np.count_nonzero(batch.column("flags").to_numpy() & FLAG_PENDING))
+            change = np.flatnonzero(epoch[1:] != epoch[:-1]) + 1
+            if len(epoch) == 0:
+                continue
+            continues = epochs > 0 and last_epoch == int(epoch[0])
+            if not continues and epochs > 0:
+                widest = max(widest, run)
+                run = 0
+            if len(change) == 0:
+                run += len(epoch)
+            else:
+                widest = max(widest, run + int(change[0]), int(np.diff(change).max(initial=0)))
+                run = len(epoch) - int(change[-1])
+            epochs += len(change) + (0 if continues else 1)
+            last_epoch = int(epoch[-1])
+        widest = max(widest, run)
+        return WorkloadFacts(parquet.metadata.num_rows, epochs, widest, pending, first_us, last["sim_time_us"])
+
+    def epochs(self) -> Iterator[Transfers]:
+        """One Transfers per epoch, in file order (a fresh pass over the file each call)."""
+        carry: Transfers | None = None
+        for part in _prefetched(self._transfer_batches(), PREFETCH_BATCHES):
+            if carry is not None:
+                same = int(np.argmax(part.epoch != carry.epoch[0])) if len(part) else 0
+                if len(part) and part.epoch[-1] == carry.epoch[0]:
+                    same = len(part)
+                carry = Transfers.concat([carry, part.slice(0, same)])
+                if same == len(part):
+                    continue
+                yield carry
+                carry, part = None, part.slice(same, len(part))
+            bounds = part.epoch_bounds()
+            for start, stop in bounds[:-1]:
+                yield part.slice(start, stop)
+            if bounds:
+                carry = part.slice(*bounds[-1])
+        if carry is not None:
+            yield carry
+
+    def _transfer_batches(self) -> Iterator[Transfers]:
+        with _open(self.path) as parquet:
+            for _, batch in self._batches(parquet, WORKLOAD_SCHEMA.names):
+                yield Transfers.from_columns(**{name: batch.column(name).to_numpy(zero_copy_only=False)
+                                                for name in WORKLOAD_SCHEMA.names})
+
+
+def _columns_without_null_counts(metadata, names) -> set:
+    """Columns some row group of which does not prove, by its statistics, to hold no null."""
+    unproven = set()
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            name = chunk.path_in_schema
+            stats = chunk.statistics
+            if name in names and (stats is None or not stats.has_null_count or stats.null_count != 0):
+                unproven.add(name)
+    return unproven
+
+
+def _prefetched(iterator: Iterator, depth: int) -> Iterator:
+    """The items of `iterator`, produced on a background thread up to `depth` ahead (pyarrow
+    decodes without the GIL, so reading overlaps the consumer's work). An exception raised
+    while producing is raised here, in order; a consumer that stops early stops the thread."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            items.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="workload-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -280,30 +489,35 @@ def write_workload(path, transfers: Transfers) -> None:
     _write(path, _table(WORKLOAD_SCHEMA, transfers.columns()))
 
 
-class WorkloadWriter:
-    """Streams epochs into a workload file in ROW_GROUP_SIZE row groups, so a scenario far
-    larger than memory can be written; the bytes equal write_workload's for the same rows.
+class _StreamWriter:
+    """Streams column sets into a Parquet file of `schema` in ROW_GROUP_SIZE row groups, so a
+    file far larger than memory can be written; the bytes equal _write's for the same rows.
     Written to a temporary file and renamed into place on a clean close."""
+
+    schema: pa.Schema
 
     def __init__(self, path):
         self.final = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.final))
         fd, self.temp = tempfile.mkstemp(prefix=f".{os.path.basename(self.final)}.", suffix=".tmp", dir=directory)
         os.close(fd)
-        self._writer = pq.ParquetWriter(self.temp, WORKLOAD_SCHEMA, **_WRITE_OPTIONS)
+        self._writer = pq.ParquetWriter(self.temp, self.schema, **_WRITE_OPTIONS)
         self._parts: list[pa.Table] = []
         self._buffered = 0
         self.rows = 0
 
-    def write(self, transfers: Transfers) -> None:
-        self._parts.append(_table(WORKLOAD_SCHEMA, transfers.columns()))
-        self._buffered += len(transfers)
-        self.rows += len(transfers)
+    def write_columns(self, columns: dict) -> None:
+        part = _table(self.schema, columns)
+        if len(part) == 0:
+            return
+        self._parts.append(part)
+        self._buffered += len(part)
+        self.rows += len(part)
         while self._buffered >= ROW_GROUP_SIZE:
             self._flush(ROW_GROUP_SIZE)
 
     def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self._parts).combine_chunks() if self._parts else WORKLOAD_SCHEMA.empty_table()
+        table = pa.concat_tables(self._parts).combine_chunks() if self._parts else self.schema.empty_table()
         self._writer.write_table(table.slice(0, rows), row_group_size=ROW_GROUP_SIZE)
         rest = table.slice(rows)
         self._parts = [rest] if len(rest) else []
@@ -321,7 +535,7 @@ class WorkloadWriter:
         if os.path.exists(self.temp):
             os.unlink(self.temp)
 
-    def __enter__(self) -> "WorkloadWriter":
+    def __enter__(self):
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -329,6 +543,24 @@ class WorkloadWriter:
             self.close()
         else:
             self.abort()
+
+
+class WorkloadWriter(_StreamWriter):
+    """workload.parquet written epoch by epoch (bytes equal to write_workload's)."""
+
+    schema = WORKLOAD_SCHEMA
+
+    def write(self, transfers: Transfers) -> None:
+        self.write_columns(transfers.columns())
+
+
+class ResultsWriter(_StreamWriter):
+    """results.parquet written epoch by epoch (bytes equal to write_results')."""
+
+    schema = RESULTS_SCHEMA
+
+    def write(self, ids: np.ndarray, status: np.ndarray, epoch: np.ndarray) -> None:
+        self.write_columns({"id": ids, "status": status, "epoch": epoch})
 
 
 def write_results(path, ids: np.ndarray, status: np.ndarray, epoch: np.ndarray) -> None:

@@ -83,7 +83,7 @@ def test_replay_too_big_for_memory_is_refused_before_reading(tmp_path, capsys, m
     import xpay.app as app
 
     write_good(tmp_path)
-    monkeypatch.setattr(app, "available_memory_bytes", lambda: 1024)
+    monkeypatch.setattr(app, "available_memory_bytes", lambda: 64)  # rows stream: accounts decide
     status = main(["replay", "--accounts", str(tmp_path / "accounts.parquet"), "--workload",
                    str(tmp_path / "workload.parquet"), "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 2

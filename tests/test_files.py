@@ -200,6 +200,20 @@ def test_writer_refuses_values_that_do_not_fit(tmp_path):
 # --- refusals -----------------------------------------------------------------------------
 
 
+def stream_workload(path):
+    """A workload opened for streaming, 3 rows a batch (refusals cross batch boundaries), and
+    read through: opening it checks the file-level rules; a page found corrupt while an epoch
+    is read is refused then."""
+    reader = files.WorkloadReader(path, batch_rows=3)
+    for _ in reader.epochs():
+        pass
+    return reader
+
+
+WORKLOAD_READERS = pytest.mark.parametrize("read", [files.read_workload, stream_workload],
+                                           ids=["whole", "streamed"])
+
+
 def test_wrong_type_refused(tmp_path):
     path = tmp_path / "a.parquet"
     write_raw(path, raw_accounts(id=pa.array(np.arange(1, 7), type=pa.int64())))
@@ -207,10 +221,11 @@ def test_wrong_type_refused(tmp_path):
     assert "column id: expected uint64, found int64" in message
 
 
-def test_null_refused(tmp_path):
+@WORKLOAD_READERS
+def test_null_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     write_raw(path, raw_transfers(amount=pa.array([1, 2, 3, None, 5, None, 7, 8, 9, 10], type=pa.int64())))
-    message = refused(files.read_workload, path)
+    message = refused(read, path)
     assert "column amount, row 3: null" in message
 
 
@@ -222,12 +237,13 @@ def test_null_refused_in_balances(tmp_path):
     assert "column ledger, row 5: null" in refused(files.read_balances, path)
 
 
-def test_missing_column_refused(tmp_path):
+@WORKLOAD_READERS
+def test_missing_column_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     cols = raw_transfers()
     del cols["pending_id"]
     write_raw(path, cols)
-    assert "column pending_id: missing" in refused(files.read_workload, path)
+    assert "column pending_id: missing" in refused(read, path)
 
 
 def test_extra_column_refused(tmp_path):
@@ -243,19 +259,21 @@ def test_extra_column_refused_in_results(tmp_path):
     assert "column note: unknown extra column" in refused(files.read_results, path)
 
 
-def test_decreasing_epoch_refused(tmp_path):
+@WORKLOAD_READERS
+def test_decreasing_epoch_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     epoch = np.array([0, 0, 1, 1, 2, 1, 3, 3, 3, 3], dtype=np.uint64)
     write_raw(path, raw_transfers(epoch=pa.array(epoch)))
-    message = refused(files.read_workload, path)
+    message = refused(read, path)
     assert "column epoch, row 5: epoch 1 is less than 2 on row 4" in message
 
 
-def test_decreasing_sim_time_refused(tmp_path):
+@WORKLOAD_READERS
+def test_decreasing_sim_time_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     times = np.array([0, 10, 20, 30, 40, 50, 60, 70, 65, 80], dtype=np.int64)
     write_raw(path, raw_transfers(sim_time_us=pa.array(times)))
-    message = refused(files.read_workload, path)
+    message = refused(read, path)
     assert "column sim_time_us, row 8: sim_time_us 65 is less than 70 on row 7" in message
 
 
@@ -288,12 +306,13 @@ def test_row_errors_are_not_file_errors(tmp_path):
     assert len(files.read_workload(path)) == 10
 
 
-def test_truncated_parquet_refused(tmp_path):
+@WORKLOAD_READERS
+def test_truncated_parquet_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     files.write_workload(path, make_transfers(200))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    assert "not a readable Parquet file" in refused(files.read_workload, path)
+    assert "not a readable Parquet file" in refused(read, path)
 
 
 def test_not_a_parquet_file_refused(tmp_path):
@@ -307,11 +326,13 @@ def test_missing_file_refused(tmp_path):
     assert refused(files.read_accounts, path) == f"{path}: file not found"
 
 
-def test_directory_refused(tmp_path):
-    assert "not a regular file" in refused(files.read_workload, tmp_path)
+@WORKLOAD_READERS
+def test_directory_refused(tmp_path, read):
+    assert "not a regular file" in refused(read, tmp_path)
 
 
-def test_corrupt_page_refused(tmp_path):
+@WORKLOAD_READERS
+def test_corrupt_page_refused(tmp_path, read):
     path = tmp_path / "w.parquet"
     files.write_workload(path, make_transfers(2000))
     good = path.read_bytes()
@@ -319,5 +340,5 @@ def test_corrupt_page_refused(tmp_path):
         bad = bytearray(good)
         bad[offset : offset + 4] = bytes(255 - b for b in bad[offset : offset + 4])
         path.write_bytes(bytes(bad))
-        message = refused(files.read_workload, path)
+        message = refused(read, path)
         assert "Parquet" in message, message

@@ -175,6 +175,29 @@ def hourly_rows(transfers: Transfers, model_seconds_per_sim_second: float,
     return _hourly(traffic_us)["rows_per_hour"]
 
 
+class HourlyRows:
+    """hourly_rows built an epoch at a time, as a streamed workload is generated: the same
+    list for the same rows."""
+
+    def __init__(self, model_seconds_per_sim_second: float, funding_epochs: int):
+        self.scale = model_seconds_per_sim_second
+        self.funding_left = funding_epochs
+        self.counts = np.zeros(HOURS_PER_DAY, np.int64)
+
+    def add(self, epoch_rows: Transfers) -> None:
+        """One epoch's rows (every row of one epoch, epochs in order)."""
+        if len(epoch_rows) == 0:
+            return
+        if self.funding_left > 0:
+            self.funding_left -= 1
+            return
+        model_us = traffic_model_time_us(epoch_rows, self.scale, 0)
+        self.counts += np.bincount((model_us // MICROSECONDS_PER_HOUR) % HOURS_PER_DAY, minlength=HOURS_PER_DAY)
+
+    def rows_per_hour(self) -> list[int]:
+        return [int(v) for v in self.counts.tolist()]
+
+
 # --- leaves ---------------------------------------------------------------------------------
 def _share(part: int, whole: int) -> float:
     return float(part / whole) if whole else 0.0

@@ -384,7 +384,7 @@ def _resume(args) -> int:
         setattr(args, key, saved[key])
     started = time.perf_counter()
     accounts = files.read_accounts(folder / "accounts.parquet")
-    transfers = files.read_workload(folder / "workload.parquet")
+    transfers = files.WorkloadReader(folder / "workload.parquet")
     configuration = {"command": "run --resume", "scenario": args.scenario, "seed": args.seed}
     print(f"xpay run --resume: {folder}: {len(accounts):,} accounts, {len(transfers):,} rows", file=sys.stderr)
     summary = replay(accounts, transfers, folder, _options(args), time.perf_counter() - started,
@@ -395,31 +395,13 @@ def _resume(args) -> int:
 def _generate(args) -> int:
     """Stream the scenario's epochs straight to workload.parquet: memory holds one epoch (and
     the accounts), so scenarios larger than memory can be written."""
-    from sim import files
-    from workloads.describe import CLOCK_FILE, write_clock
-    from workloads.registry import build_workload
+    from xpay.app import generate_workload
 
-    started = time.perf_counter()
-    source = build_workload(args.scenario, args.seed, _resize(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    accounts = source.accounts()
-    files.write_accounts(args.out / "accounts.parquet", accounts)
-    with files.WorkloadWriter(args.out / "workload.parquet") as writer:
-        for rows in _progress(source.epochs(), source.epoch_total, args.progress):
-            writer.write(rows)
-    write_clock(args.out / CLOCK_FILE, args.scenario, args.seed,
-                source.model_seconds_per_sim_second, source.funding_epoch_count)
+    _, accounts, rows, _, seconds = generate_workload(args.out, args.scenario, args.seed, _resize(args),
+                                                       args.progress, for_run=False)
     print(f"xpay generate: {args.scenario}, seed {args.seed}: {len(accounts):,} accounts,"
-          f" {writer.rows:,} rows in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
+          f" {rows:,} rows in {seconds:.1f} s -> {args.out}", file=sys.stderr)
     return 0
-
-
-def _progress(epochs, total: int | None, show: bool | None):
-    from xpay import progress
-
-    if not progress.show(show):
-        return epochs
-    return progress.bar(iterable=epochs, total=total, unit="epoch", desc="generate")
 
 
 def _describe(args) -> int:

@@ -23,7 +23,11 @@ VIOLATIONS_LISTED_MAX = 20
 
 
 def status_counts(status: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(status.astype(np.int64), minlength=STATUS_COUNT)
+    return counts_by_name(np.bincount(status.astype(np.int64), minlength=STATUS_COUNT))
+
+
+def counts_by_name(counts: np.ndarray) -> dict[str, int]:
+    """Rows per status name, from counts indexed by status code."""
     return {STATUS_NAMES[c]: int(counts[c]) for c in range(STATUS_COUNT)}
 
 
@@ -37,12 +41,25 @@ def latency_summary(latency_ms: list[float]) -> dict:
 
 def result_digest(status: np.ndarray, balances: Balances) -> str:
     """sha256 of what was computed: statuses then the four balance columns, little-endian."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(status, "<u2").tobytes())
-    digest.update(np.ascontiguousarray(balances.id, "<u8").tobytes())
-    for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
-        digest.update(np.ascontiguousarray(getattr(balances, name), "<i8").tobytes())
-    return digest.hexdigest()
+    digest = ResultDigest()
+    digest.add_status(status)
+    return digest.finish(balances)
+
+
+class ResultDigest:
+    """result_digest built as the statuses come, an epoch at a time (streaming runs)."""
+
+    def __init__(self):
+        self._sha = hashlib.sha256()
+
+    def add_status(self, status: np.ndarray) -> None:
+        self._sha.update(np.ascontiguousarray(status, "<u2").tobytes())
+
+    def finish(self, balances: Balances) -> str:
+        self._sha.update(np.ascontiguousarray(balances.id, "<u8").tobytes())
+        for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
+            self._sha.update(np.ascontiguousarray(getattr(balances, name), "<i8").tobytes())
+        return self._sha.hexdigest()
 
 
 def versions() -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -16,23 +17,27 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sim import files
 from sim.audit import final_invariants, write_audit
 from sim.columns import Accounts, Transfers
 from sim.constants import CODE_NAMES, IDEMPOTENCY_WINDOW_EPOCHS, STATUS_COUNT
-from sim.engine import Engine, EngineResult, table_hint, local_hosts, split_epochs
+from sim.engine import Engine, EngineResult, local_hosts, split_epochs
+from sim.files import WorkloadFacts
+from sim.shard_state import table_hint_per_shard
 from sim.errors import BalanceOverflowError, InputRefused, InvariantViolation
 from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
 from sim.wire import BEGIN_EPOCH
 from xpay import progress
+from xpay.memory import MemorySampler, peak_rss_bytes, reset_peak_rss
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
+    ResultDigest,
+    counts_by_name,
     hardware,
     latency_summary,
-    result_digest,
-    status_counts,
     versions,
 )
 
@@ -79,56 +84,115 @@ OUTPUT_FILES = ("results.parquet", "balances.parquet", "audit.parquet", "epochs.
 REPORT_OUTPUTS = ("report.html", "plots")  # drawn from the outputs after the run (xpay.html_report)
 
 
-def replay(accounts: Accounts, transfers: Transfers, out_dir: Path, options: RunOptions,
+def replay(accounts: Accounts, workload, out_dir: Path, options: RunOptions,
            read_seconds: float = 0.0, configuration: dict | None = None, resume: bool = False) -> dict:
     """Run transfers through the sharded engine; write results, balances, audit and summary.
 
+    workload: Transfers in memory, or a sim.files.WorkloadReader streaming a file epoch by
+    epoch. Either way the driver holds a bounded number of epochs: statuses stream into
+    results.parquet as each epoch's are final, and the strict-serial measurement reads them
+    back (skipped, and said so, for a workload too large to hold in memory).
     With a data dir the driver journals every epoch (sim.journal); resume=True continues from
     the journal's last epoch (the shards roll back to it) instead of starting afresh. An
     earlier run's outputs in out_dir are removed first; the new ones are written into a
     temporary folder beside it and moved in only once all are written, so out_dir never mixes
     two runs, and a run that stops leaves summary.json saying completed: false and no results.
     """
+    workload = as_workload(workload)
     check_ledger_count(accounts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_outputs(out_dir)
+    memory = MemorySampler()
     started = time.perf_counter()
     journal, resumed = _open_journal(options, out_dir, resume)
     try:
         with progress.phase("starting the shards" if options.in_process else "starting Ray and the shard actors",
                             progress.show(options.progress)):
-            hosts, host_info = _start_hosts(accounts, transfers, options, out_dir, fresh=resumed is None)
+            hosts, host_info = _start_hosts(accounts, workload.facts, options, out_dir, fresh=resumed is None)
     except BaseException:
         if journal is not None:
             journal.close()
         raise
+    memory.watch(getattr(hosts, "pids", ()))
     if resumed is not None:
         host_info["resumed"] = {"after_epoch_index": resumed.last_index, "rows_done": resumed.rows,
                                 "shard_call": hosts.seq}
     if options.crash_driver_after is not None and journal is not None:
         hosts = _CrashingDriver(hosts, journal, options.crash_driver_after)
     startup_seconds = time.perf_counter() - started
+    staging = _staging_folder(out_dir)
     try:
-        engine = Engine(accounts, hosts, options.window_epochs, options.stop_on_violation)
-        result = _run_with_progress(engine, transfers, options, journal, resumed)
-        fault_info = _fault_summary(hosts)
-    except (BalanceOverflowError, InvariantViolation) as error:
-        _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
-        raise
+        results = _ResultSink(staging / "results.parquet")
+        try:
+            engine = Engine(accounts, hosts, options.window_epochs, options.stop_on_violation)
+            result = _run_with_progress(engine, workload, options, journal, resumed, results)
+            fault_info = _fault_summary(hosts)
+            memory.sample()
+        except (BalanceOverflowError, InvariantViolation) as error:
+            results.abort()
+            _write_json(out_dir / "summary.json", {"completed": False, "error": str(error)})
+            raise
+        except BaseException:
+            results.abort()
+            raise
+        finally:
+            hosts.close()
+            if journal is not None:
+                journal.close()
+        results.close()
+        summary_memory = memory.stop()  # the run's; the strict-serial measurement's own below
+        with progress.phase(f"strict-serial check of {workload.facts.rows:,} rows",
+                            progress.show(options.progress) and options.strict_serial):
+            strict = _strict_serial_divergence(accounts, workload, staging / "results.parquet", options)
+        summary = _summary(accounts, workload.facts, result, results, options, host_info, configuration or {})
+        summary.update(fault_info)
+        summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds, **strict)
+        summary["memory"] = summary_memory
+        _write_outputs(staging, out_dir, result, summary)
     finally:
-        hosts.close()
-        if journal is not None:
-            journal.close()
-    with progress.phase(f"strict-serial check of {len(transfers):,} rows",
-                        progress.show(options.progress) and options.strict_serial):
-        divergence, strict_seconds = _strict_serial_divergence(accounts, transfers, result, options)
-    summary = _summary(accounts, transfers, result, options, host_info, configuration or {})
-    summary.update(fault_info)
-    summary.update(startup_seconds=startup_seconds, read_seconds=read_seconds,
-                   strict_serial_divergence=divergence, strict_serial_seconds=strict_seconds)
-    _write_outputs(out_dir, transfers, result, summary)
+        memory.stop()
+        shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+class InMemory:
+    """Transfers already in memory as a run's workload (the API, sweeps, tests)."""
+
+    def __init__(self, transfers: Transfers):
+        self.transfers = transfers
+        self.facts = WorkloadFacts.of(transfers)
+
+    def epochs(self):
+        return split_epochs(self.transfers)
+
+
+def as_workload(workload):
+    """Transfers -> InMemory; a WorkloadReader (or anything with facts and epochs()) as is."""
+    return InMemory(workload) if isinstance(workload, Transfers) else workload
+
+
+class _ResultSink:
+    """Each epoch's statuses as the engine makes them final: into results.parquet (streamed),
+    the result digest and the checks of one result per row."""
+
+    def __init__(self, path: Path):
+        self.writer = files.ResultsWriter(path)
+        self.digest = ResultDigest()
+        self.rows = 0
+        self.all_known = True  # every status is a known code
+
+    def __call__(self, rows: Transfers, status: np.ndarray) -> None:
+        self.writer.write(rows.id, status, rows.epoch)
+        self.digest.add_status(status)
+        self.rows += len(status)
+        self.all_known &= bool((status < STATUS_COUNT).all()) and len(status) == len(rows)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 def check_ledger_count(accounts: Accounts) -> None:
@@ -153,24 +217,24 @@ def remove_outputs(out_dir: Path) -> None:
             shutil.rmtree(path)
 
 
-def _write_outputs(out_dir: Path, transfers: Transfers, result: EngineResult, summary: dict) -> None:
-    """All four files into a fresh folder beside out_dir, then each renamed into out_dir
-    (summary.json last: its presence with completed: true means the others are complete)."""
-    import shutil
+def _staging_folder(out_dir: Path) -> Path:
+    """A fresh folder beside out_dir where the run's outputs are written before moving in."""
     import tempfile
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        files.write_results(staging / "results.parquet", transfers.id, result.status, transfers.epoch)
-        files.write_balances(staging / "balances.parquet", result.balances)
-        write_audit(staging / "audit.parquet", result.metrics.audit)
-        write_timeline(staging, result.metrics.timeline)
-        _write_json(staging / "summary.json", summary)
-        for name in OUTPUT_FILES:
-            if (staging / name).exists():  # latency.parquet: open-loop runs only
-                os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+
+
+def _write_outputs(staging: Path, out_dir: Path, result: EngineResult, summary: dict) -> None:
+    """The remaining files into the staging folder (results.parquet is there already), then
+    each renamed into out_dir (summary.json last: its presence with completed: true means the
+    others are complete)."""
+    files.write_balances(staging / "balances.parquet", result.balances)
+    write_audit(staging / "audit.parquet", result.metrics.audit)
+    write_timeline(staging, result.metrics.timeline)
+    _write_json(staging / "summary.json", summary)
+    for name in OUTPUT_FILES:
+        if (staging / name).exists():  # latency.parquet: open-loop runs only
+            os.replace(staging / name, out_dir / name)
 
 
 def _open_journal(options: RunOptions, out_dir: Path, resume: bool):
@@ -224,9 +288,10 @@ class _CrashingDriver:
         return handle
 
 
-def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, out_dir: Path,
+def _start_hosts(accounts: Accounts, facts: WorkloadFacts, options: RunOptions, out_dir: Path,
                  fresh: bool = True):
-    hint = table_hint(transfers, options.window_epochs, options.shards)
+    hint = table_hint_per_shard(facts.rows, facts.widest_epoch, facts.pending_rows, options.window_epochs,
+                                options.shards)
     warm_up()  # compile (or load) every kernel now, not inside the timed epochs
     durability = options.durability(out_dir)
     if options.in_process:
@@ -237,7 +302,7 @@ def _start_hosts(accounts: Accounts, transfers: Transfers, options: RunOptions, 
     from actors.faults import FaultPlan
     from actors.ray_hosts import RayHosts, start_ray
 
-    calls = 2 * len(transfers.epoch_bounds()) + 1
+    calls = 2 * facts.epoch_count + 1
     plan = FaultPlan.draw(options.fault_seed, options.shards, calls, options.kill_shards,
                           options.delay_batches, options.duplicate_batches, options.stale_batches)
     ray_info = start_ray(options.address, authenticated=options.authenticated)
@@ -270,21 +335,21 @@ def _fault_summary(hosts) -> dict:
     return out
 
 
-def pacer_for(transfers: Transfers, rate: float | None) -> Pacer | None:
-    """The open-loop clock offering these transfers at `rate` rows a second (None: closed loop)."""
-    if rate is None or len(transfers) == 0:
+def pacer_for(facts: WorkloadFacts, rate: float | None) -> Pacer | None:
+    """The open-loop clock offering the workload's rows at `rate` rows a second (None: closed loop)."""
+    if rate is None or facts.rows == 0:
         return None
-    return Pacer.for_rate(rate, len(transfers), int(transfers.sim_time_us[0]),
-                          int(transfers.sim_time_us[-1]))
+    return Pacer.for_rate(rate, facts.rows, facts.first_us, facts.last_us)
 
 
-def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions, journal=None,
-                       resumed=None) -> EngineResult:
+def _run_with_progress(engine: Engine, workload, options: RunOptions, journal=None,
+                       resumed=None, sink=None) -> EngineResult:
     show = progress.show(options.progress)
-    pacer = pacer_for(transfers, options.rate)
+    pacer = pacer_for(workload.facts, options.rate)
+    run = dict(journal=journal, resumed=resumed, pacer=pacer, sink=sink, keep_status=False)
     if not show:
-        return engine.run(split_epochs(transfers), journal=journal, resumed=resumed, pacer=pacer)
-    with progress.bar(total=len(transfers), unit="row", unit_scale=True, desc="engine") as bar:
+        return engine.run(workload.epochs(), **run)
+    with progress.bar(total=workload.facts.rows, unit="row", unit_scale=True, desc="engine") as bar:
         done = [0]
         if resumed is not None:
             bar.update(resumed.rows)
@@ -294,37 +359,71 @@ def _run_with_progress(engine: Engine, transfers: Transfers, options: RunOptions
             bar.update(rows - done[0])
             done[0] = rows
 
-        return engine.run(split_epochs(transfers), on_epoch=on_epoch, journal=journal, resumed=resumed,
-                          pacer=pacer)
+        return engine.run(workload.epochs(), on_epoch=on_epoch, **run)
 
 
-def _strict_serial_divergence(accounts, transfers, result, options) -> tuple[float | None, float]:
-    if not options.strict_serial or len(transfers) == 0:
-        return None, 0.0
+# Bytes the strict-serial measurement holds per row: the workload's columns (96), the serial
+# ledger's prepass and statuses (~12), the engine's statuses read back (2), its id table.
+STRICT_SERIAL_BYTES_PER_ROW = 140
+
+
+def _strict_serial_divergence(accounts, workload, results_path: Path, options: RunOptions) -> dict:
+    """Share of rows whose status differs under strict serial order, measured after the run
+    from the written results (and the workload, re-read when it was streamed). Skipped, with
+    the reason in summary.json, when that cannot fit in memory."""
     from sim.serial import run_serial
 
+    rows = workload.facts.rows
+    out = {"strict_serial_divergence": None, "strict_serial_seconds": 0.0}
+    if not options.strict_serial or rows == 0:
+        return out
+    in_memory = isinstance(workload, InMemory)
+    need = rows * (STRICT_SERIAL_BYTES_PER_ROW - (96 if in_memory else 0))
+    have = available_memory_bytes()
+    if have is not None and need > 0.7 * have:
+        out["strict_serial_skipped"] = (f"{rows:,} rows need about {need / 2**30:.1f} GiB in one process;"
+                                        f" {have / 2**30:.1f} GiB available")
+        return out
     started = time.perf_counter()
+    reset_peak_rss()
+    transfers = workload.transfers if in_memory else files.read_workload(workload.path)
+    status = pq.read_table(results_path, columns=["status"]).column("status").to_numpy()
     try:
         strict = run_serial(accounts, transfers, strict_serial=True, window_epochs=options.window_epochs)
     except BalanceOverflowError:
-        return None, time.perf_counter() - started
-    divergence = float(np.mean(strict.status != result.status))
-    return divergence, time.perf_counter() - started
+        out["strict_serial_seconds"] = time.perf_counter() - started
+        return out
+    out["strict_serial_divergence"] = float(np.mean(strict.status != status))
+    out["strict_serial_seconds"] = time.perf_counter() - started
+    out["strict_serial_peak_rss_bytes"] = peak_rss_bytes()
+    return out
 
 
-def _summary(accounts, transfers, result: EngineResult, options: RunOptions, host_info: dict,
-             configuration: dict) -> dict:
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _summary(accounts, facts: WorkloadFacts, result: EngineResult, results: _ResultSink,
+             options: RunOptions, host_info: dict, configuration: dict) -> dict:
     m = result.metrics
     violations = list(m.invariant_violations)
     violations += final_invariants(accounts, result.balances, result.ledger_sums)
-    one_result = len(result.status) == len(transfers) and bool((result.status < STATUS_COUNT).all())
+    one_result = results.rows == facts.rows == m.rows and results.all_known
     seconds = m.engine_seconds
     return {
         "completed": True,
         "rows": int(m.rows),
         "epochs": int(m.epochs),
         "committed": int(m.committed),
-        "status_counts": status_counts(result.status),
+        "status_counts": counts_by_name(m.status_counts),
         "shards": options.shards,
         "engine_seconds": seconds,
         "rows_per_s": (m.rows - m.rows_before_resume) / seconds if seconds > 0 else None,
@@ -340,7 +439,7 @@ def _summary(accounts, transfers, result: EngineResult, options: RunOptions, hos
         "invariant_violations": violations[:VIOLATIONS_LISTED_MAX],
         "engine_bytes_per_account": m.bytes_per_account,
         "accounts": len(accounts),
-        "result_sha256": result_digest(result.status, result.balances),
+        "result_sha256": results.digest.finish(result.balances),
         "configuration": {**configuration, **host_info, "shards": options.shards,
                           "window_epochs": options.window_epochs, "in_process": options.in_process},
         "versions": versions(),
