@@ -31,6 +31,7 @@ from xpay.bench import metric
 from sim.engine import Engine
 from sim.shard_state import table_hint_per_shard
 from workloads.plain import PlainP2P
+from xpay.memory import rss_bytes
 from xpay.report import hardware, versions
 
 ZIPF_EXPONENT = 1.2
@@ -72,17 +73,6 @@ class RssSampler:
         while not self._stop.is_set():
             self.samples.append((time.perf_counter() - started, {n: rss_bytes(p) for n, p in self.pids.items()}))
             self._stop.wait(RSS_SAMPLE_SECONDS)
-
-
-def rss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def paced(epochs, rows_per_epoch: int, offered_rows_per_s: float, schedule: list):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from sim.constants import FLAG_PENDING
+
 ACCOUNT_DTYPES = {"id": np.uint64, "ledger": np.uint32, "flags": np.uint16}
 
 TRANSFER_DTYPES = {
@@ -152,3 +154,24 @@ class Balances:
 
 
 BALANCE_FIELDS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+
+@dataclass(frozen=True)
+class WorkloadFacts:
+    """What a run must know of its workload before the first epoch (sim.files.WorkloadReader
+    finds it in one pass over three columns of a file)."""
+
+    rows: int
+    epoch_count: int
+    widest_epoch: int  # rows of the largest epoch
+    pending_rows: int  # rows with the PENDING flag
+    first_us: int | None  # sim_time_us of the first and last rows (None when empty)
+    last_us: int | None
+
+    @classmethod
+    def of(cls, transfers: Transfers) -> "WorkloadFacts":
+        bounds = transfers.epoch_bounds()
+        n = len(transfers)
+        return cls(n, len(bounds), max((stop - start for start, stop in bounds), default=0),
+                   int(np.count_nonzero(transfers.flags & FLAG_PENDING)),
+                   int(transfers.sim_time_us[0]) if n else None, int(transfers.sim_time_us[-1]) if n else None)

@@ -23,10 +23,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from sim.columns import Accounts, Balances, Transfers
+from sim.columns import Accounts, Balances, Transfers, WorkloadFacts
 from sim.audit import boundary_audit, ledger_sums_from_halves
 from sim.constants import (
-    FLAG_PENDING,
     IDEMPOTENCY_WINDOW_EPOCHS,
     OK,
     PENDING_STATE_POSTED,
@@ -309,7 +308,6 @@ class Engine:
                 raise ValueError(f"the journal has {resumed.last_index + 1} epochs, the workload fewer")
             if sink is not None:
                 sink(last_rows, done)
-        for done in resumed.status:
             metrics.status_counts += np.bincount(done, minlength=STATUS_COUNT)
             if keep_status:
                 statuses.append(done)
@@ -566,7 +564,5 @@ def run_local(accounts: Accounts, transfers: Transfers, shard_count: int = 1,
 
 def table_hint(transfers: Transfers, window_epochs: int, shard_count: int) -> TableHint:
     """Table sizes per shard for running these transfers."""
-    bounds = transfers.epoch_bounds()
-    widest = max((stop - start for start, stop in bounds), default=0)
-    pending_rows = int(np.count_nonzero(transfers.flags & FLAG_PENDING))
-    return table_hint_per_shard(len(transfers), widest, pending_rows, window_epochs, shard_count)
+    facts = WorkloadFacts.of(transfers)
+    return table_hint_per_shard(facts.rows, facts.widest_epoch, facts.pending_rows, window_epochs, shard_count)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -37,8 +36,9 @@ from sim.columns import (
     Accounts,
     Balances,
     Transfers,
+    WorkloadFacts,
 )
-from sim.constants import ACCOUNT_FLAGS_KNOWN
+from sim.constants import ACCOUNT_FLAGS_KNOWN, FLAG_PENDING
 from sim.errors import InputRefused
 from sim.parquet_pages import count_problem
 
@@ -250,28 +250,6 @@ PREFETCH_BATCHES = 2
 _SCANNED_COLUMNS = ("epoch", "sim_time_us", "flags")
 
 
-@dataclass(frozen=True)
-class WorkloadFacts:
-    """What a run must know of its workload before the first epoch (one pass over 3 columns)."""
-
-    rows: int
-    epoch_count: int
-    widest_epoch: int  # rows of the largest epoch
-    pending_rows: int  # rows with the PENDING flag
-    first_us: int | None  # sim_time_us of the first and last rows (None when empty)
-    last_us: int | None
-
-    @classmethod
-    def of(cls, transfers: Transfers) -> "WorkloadFacts":
-        from sim.constants import FLAG_PENDING
-
-        bounds = transfers.epoch_bounds()
-        n = len(transfers)
-        return cls(n, len(bounds), max((stop - start for start, stop in bounds), default=0),
-                   int(np.count_nonzero(transfers.flags & FLAG_PENDING)),
-                   int(transfers.sim_time_us[0]) if n else None, int(transfers.sim_time_us[-1]) if n else None)
-
-
 class WorkloadReader:
     """workload.parquet read epoch by epoch in bounded memory.
 
@@ -319,46 +297,37 @@ class WorkloadReader:
             raise _refuse(self.path, f"the footer says {parquet.metadata.num_rows} rows, the data holds {row}")
 
     def _scan(self, parquet: pq.ParquetFile, columns) -> WorkloadFacts:
-        from sim.constants import FLAG_PENDING
-
-        last = {"epoch": None, "sim_time_us": None}
+        last = {"epoch": None, "sim_time_us": None}  # the values on the row above the batch
         epochs = widest = pending = 0
-        run = 0  # rows of the epoch in progress
+        run = 0  # rows so far of the epoch the last batch ended in
         first_us = None
         for row, batch in self._batches(parquet, columns):
+            if batch.num_rows == 0:
+                continue
             epoch = batch.column("epoch").to_numpy()
             time_us = batch.column("sim_time_us").to_numpy()
             for name, values in (("epoch", epoch), ("sim_time_us", time_us)):
                 _check_non_decreasing(self.path, name, values, row, last[name])
-                last[name] = int(values[-1]) if len(values) else last[name]
-            if first_us is None and len(time_us):
-                first_us = int(time_us[0])
-            pending += int(np.count_nonzero(batch.column("flags").to_numpy() & FLAG_PENDING))
+            if last["epoch"] != int(epoch[0]):  # the batch starts a new epoch
+                widest, run, epochs = max(widest, run), 0, epochs + 1
             change = np.flatnonzero(epoch[1:] != epoch[:-1]) + 1
-            if len(epoch) == 0:
-                continue
-            continues = epochs > 0 and last_epoch == int(epoch[0])
-            if not continues and epochs > 0:
-                widest = max(widest, run)
-                run = 0
-            if len(change) == 0:
-                run += len(epoch)
-            else:
+            if len(change):
                 widest = max(widest, run + int(change[0]), int(np.diff(change).max(initial=0)))
-                run = len(epoch) - int(change[-1])
-            epochs += len(change) + (0 if continues else 1)
-            last_epoch = int(epoch[-1])
-        widest = max(widest, run)
-        return WorkloadFacts(parquet.metadata.num_rows, epochs, widest, pending, first_us, last["sim_time_us"])
+                run = 0
+            run += len(epoch) - int(change[-1] if len(change) else 0)
+            epochs += len(change)
+            pending += int(np.count_nonzero(batch.column("flags").to_numpy() & FLAG_PENDING))
+            first_us = int(time_us[0]) if first_us is None else first_us
+            last = {"epoch": int(epoch[-1]), "sim_time_us": int(time_us[-1])}
+        return WorkloadFacts(parquet.metadata.num_rows, epochs, max(widest, run), pending, first_us,
+                             last["sim_time_us"])
 
     def epochs(self) -> Iterator[Transfers]:
         """One Transfers per epoch, in file order (a fresh pass over the file each call)."""
         carry: Transfers | None = None
         for part in _prefetched(self._transfer_batches(), PREFETCH_BATCHES):
-            if carry is not None:
-                same = int(np.argmax(part.epoch != carry.epoch[0])) if len(part) else 0
-                if len(part) and part.epoch[-1] == carry.epoch[0]:
-                    same = len(part)
+            if carry is not None:  # the epoch the last batch ended in may go on here
+                same = int(np.searchsorted(part.epoch, carry.epoch[0], side="right"))  # non-decreasing
                 carry = Transfers.concat([carry, part.slice(0, same)])
                 if same == len(part):
                     continue

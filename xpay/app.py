@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sim.errors import InputRefused
 from xpay.run_folder import write_run_toml
-from xpay.runner import RunOptions, available_memory_bytes, remove_outputs, replay
+from xpay.memory import available_memory_bytes
+from xpay.runner import RunOptions, remove_outputs, replay
 
 RUNS_DIR_DEFAULT = Path("runs")
 

@@ -102,8 +102,18 @@ def peak_rss_bytes() -> int:
     return int(status.get("VmHWM", 0))
 
 
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (None where there is none)."""
+    return _kib_field("/proc/meminfo", "MemAvailable")
+
+
+def rss_bytes(pid: int) -> int | None:
+    """The resident size of a process now (None once it is gone)."""
+    return _kib_field(f"/proc/{pid}/status", "VmRSS")
+
+
 def _status(pid: int) -> dict | None:
-    """Name and the Vm* sizes (bytes) of /proc/PID/status; None once the process is gone."""
+    """Name and peak resident size (VmHWM, bytes) of /proc/PID/status; None once it is gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -111,23 +121,28 @@ def _status(pid: int) -> dict | None:
     out: dict = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        value = value.strip()
         if key == "Name":
-            out["Name"] = value
-        elif key in ("VmHWM", "VmRSS") and value.endswith("kB"):
-            out[key] = int(value.split()[0]) * 1024
+            out["Name"] = value.strip()
+        elif key == "VmHWM":
+            out["VmHWM"] = int(value.split()[0]) * 1024
     return out
 
 
 def _pss(pid: int) -> int:
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss") or 0
+
+
+def _kib_field(path: str, key: str) -> int | None:
+    """Bytes of the "KEY: N kB" line of a /proc file (None when the file or line is missing)."""
+    prefix = key + ":"
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(prefix):
                     return int(line.split()[1]) * 1024
     except OSError:
-        pass
-    return 0
+        return None
+    return None
 
 
 def _descendants(root: int) -> set[int]:

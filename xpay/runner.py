@@ -31,7 +31,7 @@ from sim.timeline import EpochTimeline, Pacer
 from sim.warmup import warm_up
 from sim.wire import BEGIN_EPOCH
 from xpay import progress
-from xpay.memory import MemorySampler, peak_rss_bytes, reset_peak_rss
+from xpay.memory import MemorySampler, available_memory_bytes, peak_rss_bytes, reset_peak_rss
 from xpay.report import (
     VIOLATIONS_LISTED_MAX,
     ResultDigest,
@@ -397,18 +397,6 @@ def _strict_serial_divergence(accounts, workload, results_path: Path, options: R
     out["strict_serial_seconds"] = time.perf_counter() - started
     out["strict_serial_peak_rss_bytes"] = peak_rss_bytes()
     return out
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _summary(accounts, facts: WorkloadFacts, result: EngineResult, results: _ResultSink,
