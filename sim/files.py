@@ -93,7 +93,11 @@ def _open(path) -> pq.ParquetFile:
     if not os.path.isfile(name):
         raise _refuse(path, "not a regular file")
     try:
-        return pq.ParquetFile(name, page_checksum_verification=True)
+        # pre_buffer=False: with it, iter_batches keeps every row group's bytes it has read
+        # until the file is closed (measured: ~18 bytes a row held, 9 GB over 500M rows), so
+        # a streamed read would grow with the file; without it, memory stays flat and a local
+        # read is no slower (60M rows: 4.0-4.6 s against 5.5-6.8 s with it)
+        return pq.ParquetFile(name, page_checksum_verification=True, pre_buffer=False)
     except Exception as exc:  # ArrowInvalid, OSError, ...: any failure means refused
         raise _refuse(path, f"not a readable Parquet file ({exc})") from None
 
