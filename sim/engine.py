@@ -35,7 +35,7 @@ from sim.constants import (
     STATUS_COUNT,
 )
 from sim.errors import BalanceOverflowError, InvariantViolation
-from sim.hashtable import shard_of
+from sim.hashtable import account_bucket_count, account_layout, shard_of
 from sim.hosts import LocalHosts, ShardHosts
 from sim.routing import (
     Routed,
@@ -487,11 +487,15 @@ class Engine:
             self.hosts.submit(FINAL_STATE, [() for _ in range(self.shard_count)]))
         n = len(self.accounts)
         bal = np.zeros((n, 4), np.int64)
-        position = np.zeros(n, np.int64)
+        keys = self.accounts.id.view(np.int64)
         for s, state in enumerate(states):
             mine = np.flatnonzero(self.account_shard == s)
+            # the shard keeps its accounts grouped by hash bucket (sim.hashtable.account_layout)
+            order, _ = account_layout(keys[mine], account_bucket_count(len(mine)))
+            mine = mine[order]
+            if not np.array_equal(keys[mine], state.keys):
+                raise RuntimeError(f"shard {s} answered with accounts in another order than its layout")
             bal[mine] = state.balances
-            position[mine] = np.arange(len(mine))
         metrics.bytes_per_account = float(np.mean([s.bytes_per_account for s in states]))
         sums = ledger_sums_from_halves(self.ledger_values, [s.sums for s in states])
         assert len(status) == (metrics.rows if keep_status else 0)

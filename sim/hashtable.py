@@ -4,8 +4,8 @@ Keys (account ids, transfer ids) are arbitrary non-zero uint64 values, stored as
 patterns; 0 marks an empty slot. One mix (splitmix64's finaliser) serves both purposes: its
 high 32 bits pick the shard, its low bits the slot inside a shard's table, so the two are
 independent. Record tables are row-major 2-D int64 arrays whose column 0 is the key, so one
-entry is one or two cache lines. The account index is leaner: int32 slots holding a position
-(+1) into the shard's account-id column.
+entry is one or two cache lines. Accounts need no table: a shard stores its account ids
+grouped by hash bucket, and an int32 directory of bucket starts finds them (account_layout).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ _S32 = np.uint64(32)
 # Rows looked ahead by the probing kernels: the cache line of row i + PREFETCH_DISTANCE is
 # requested while row i is worked on, so several memory misses are in flight at once.
 PREFETCH_DISTANCE = 16
-ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN = 1.5  # load <= 2/3 keeps linear probes short
+# A shard's accounts are kept grouped by hash bucket (account_layout), ACCOUNTS_PER_BUCKET of
+# them per bucket on average, so the directory costs 4 / ACCOUNTS_PER_BUCKET bytes an account
+# and a look-up scans one bucket's keys, contiguous.
+ACCOUNTS_PER_BUCKET = 8
 
 
 @numba.njit(inline="always", cache=True)
@@ -117,39 +120,32 @@ def find_slot(table, key):
 
 
 @numba.njit(cache=True)
-def build_account_index(keys, capacity):
-    """int32 slots of (position + 1) into keys; 0 is empty. keys unique and non-zero."""
-    index = np.zeros(capacity, np.int32)
+def account_layout(keys, bucket_count):
+    """(order, directory) of a shard's accounts: keys[order] grouped by their bucket
+    home_slot(key, bucket_count), in their given order within a bucket; bucket b's accounts
+    then sit at directory[b]:directory[b + 1]. keys unique and non-zero, fewer than 2**31."""
+    bucket = np.empty(len(keys), np.int64)
     for i in range(len(keys)):
-        slot = home_slot(keys[i], capacity)
-        while index[slot] != 0:
-            slot += 1
-            if slot == capacity:
-                slot = 0
-        index[slot] = i + 1
-    return index
+        bucket[i] = home_slot(keys[i], bucket_count)
+    order, offsets = group_by_shard(bucket, bucket_count)
+    return order, offsets.astype(np.int32)
 
 
 @numba.njit(inline="always", cache=True)
-def account_position(index, keys, key):
-    """Position of key in keys, -1 when absent."""
+def account_position(directory, keys, key):
+    """Position of key in keys laid out by account_layout, -1 when absent: a scan of one
+    bucket (ACCOUNTS_PER_BUCKET keys on average, one or two cache lines)."""
     if key == 0:
         return np.int64(-1)
-    capacity = len(index)
-    slot = home_slot(key, capacity)
-    while True:
-        p = np.int64(index[slot])
-        if p == 0:
-            return np.int64(-1)
-        if keys[p - 1] == key:
-            return p - 1
-        slot += 1
-        if slot == capacity:
-            slot = 0
+    bucket = home_slot(key, len(directory) - 1)
+    for p in range(directory[bucket], directory[bucket + 1]):
+        if keys[p] == key:
+            return np.int64(p)
+    return np.int64(-1)
 
 
-def account_index_capacity(account_count: int) -> int:
-    return table_capacity(account_count * ACCOUNT_INDEX_SLOTS_PER_ACCOUNT_MIN)
+def account_bucket_count(account_count: int) -> int:
+    return max(1, -(-int(account_count) // ACCOUNTS_PER_BUCKET))
 
 
 @intrinsic

@@ -41,6 +41,7 @@ from sim.hashtable import (
     prefetch_row,
 )
 from sim.tables import (
+    copy_row,
     delete_slot,
     heap_build,
     heap_move,
@@ -82,8 +83,20 @@ from sim.wire import (
     SIDE_POSTED_DELTA,
 )
 
-# Balance columns of a shard's [accounts, 4] int64 array, in the spec's order.
+# The spec's four balances, in its order: the columns of per-ledger sums, of final balances and
+# of an overflow's report.
 DEBITS_PENDING, DEBITS_POSTED, CREDITS_PENDING, CREDITS_POSTED = 0, 1, 2, 3
+SIDE_DEBIT, SIDE_CREDIT = 0, 1
+
+# A shard's accounts (sim.shard_state): posted balances dense, [accounts, 2] int64; one byte
+# each for the ledger slot (low 7 bits) and debits_must_not_exceed_credits (the high bit);
+# pending balances sparse, in the held table [position + 1, debits pending, credits pending]
+# (0 = empty slot), a record only while either is non-zero.
+POSTED_DEBITS, POSTED_CREDITS = 0, 1
+ACCOUNT_BYTE_FLAGGED = 0x80
+ACCOUNT_LEDGER_SLOT_MASK = 0x7F
+HELD_KEY, HELD_DEBITS, HELD_CREDITS = 0, 1, 2
+HELD_TABLE_COLUMNS = 3
 
 # The transfer fields (FIELD_*) and every payload's columns are the wire format: sim.wire.
 # id table: [key, epoch_first, 6 fields]: 64 bytes, one cache line
@@ -230,8 +243,33 @@ def _pending_status(table, slot, key, rows, i, epoch_now, window):
     return OK
 
 
+@numba.njit(inline="always", cache=True)
+def held_amount(held, position, column):
+    """An account's pending balance (HELD_DEBITS or HELD_CREDITS): 0 when it holds none."""
+    return held[find_slot(held, position + 1), column]
+
+
+@numba.njit(inline="always", cache=True)
+def _add_held(held, position, column, delta):
+    """Add delta to an account's pending balance; returns the change in occupied slots (+1 a
+    new record, -1 a record back to zero on both sides and deleted, else 0). The caller
+    keeps room for every insert (reserve_held)."""
+    if delta == 0:
+        return 0
+    slot = find_slot(held, position + 1)
+    added = 0
+    if held[slot, HELD_KEY] == 0:
+        held[slot, HELD_KEY] = position + 1
+        added = 1
+    held[slot, column] += delta
+    if held[slot, HELD_DEBITS] == 0 and held[slot, HELD_CREDITS] == 0:
+        delete_slot(held, slot)
+        return added - 1
+    return added
+
+
 @numba.njit(cache=True)
-def check_funds(balances, rows):
+def check_funds(posted, held, rows):
     """Check 21 in row order for rows whose debit account must not exceed its credits.
 
     Reservations live in a scratch table for this call (the epoch's funds rows on this shard).
@@ -240,14 +278,17 @@ def check_funds(balances, rows):
     status = np.zeros(n, np.uint8)
     capacity = 2 * n + 16
     reserved = np.zeros((capacity, 2), np.int64)  # [position + 1, reserved amount]
+    held_capacity = held.shape[0]
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, FUNDS_POSITION])
+            ahead = rows[i + PREFETCH_DISTANCE, FUNDS_POSITION]
+            prefetch_row(posted, ahead)
+            prefetch_row(held, home_slot(ahead + 1, held_capacity))
         position = rows[i, FUNDS_POSITION]
         slot = find_slot(reserved, position + 1)
         reserved[slot, 0] = position + 1
-        available = (balances[position, CREDITS_POSTED] - balances[position, DEBITS_POSTED]
-                     - balances[position, DEBITS_PENDING] - reserved[slot, 1])
+        available = (posted[position, POSTED_CREDITS] - posted[position, POSTED_DEBITS]
+                     - held_amount(held, position, HELD_DEBITS) - reserved[slot, 1])
         if rows[i, FUNDS_AMOUNT] > available:
             status[i] = EXCEEDS_CREDITS
         else:
@@ -277,69 +318,95 @@ def _would_overflow(value, delta):
 
 
 @numba.njit(cache=True)
-def apply_side(balances, ledger_slot, flagged, sums, rows, pending_column, posted_column, check_overdraft):
-    """Committed deltas for one side (debit or credit fields), in row order.
+def apply_side(posted, held, account_byte, sums, rows, side, check_overdraft):
+    """Committed deltas for one side (SIDE_DEBIT or SIDE_CREDIT fields), in row order.
 
-    Returns (first overflowing row index into rows or -1, overflowing column, first overdrawn
-    position or -1). Stops at an overflow: the run ends there.
+    Returns (first overflowing row index into rows or -1, overflowing balance column
+    (DEBITS_PENDING ...), first overdrawn position or -1, change in held records). Stops at
+    an overflow: the run ends there.
     """
+    held_column = HELD_DEBITS if side == SIDE_DEBIT else HELD_CREDITS
+    posted_column = POSTED_DEBITS if side == SIDE_DEBIT else POSTED_CREDITS
+    pending_balance = DEBITS_PENDING if side == SIDE_DEBIT else CREDITS_PENDING
+    posted_balance = DEBITS_POSTED if side == SIDE_DEBIT else CREDITS_POSTED
     overdrawn = np.int64(-1)
+    held_added = 0
     n = len(rows)
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(balances, rows[i + PREFETCH_DISTANCE, SIDE_POSITION])
+            prefetch_row(posted, rows[i + PREFETCH_DISTANCE, SIDE_POSITION])
         position = rows[i, SIDE_POSITION]
         posted_delta = rows[i, SIDE_POSTED_DELTA]
         pending_delta = rows[i, SIDE_PENDING_DELTA]
-        if _would_overflow(balances[position, pending_column], pending_delta):
-            return i, pending_column, overdrawn
-        balances[position, pending_column] += pending_delta
-        if _would_overflow(balances[position, posted_column], posted_delta):
-            return i, posted_column, overdrawn
-        balances[position, posted_column] += posted_delta
-        slot = ledger_slot[position]
-        _add_to_sum(sums, slot, pending_column, pending_delta)
-        _add_to_sum(sums, slot, posted_column, posted_delta)
-        if check_overdraft and flagged[position] and overdrawn < 0:
-            if balances[position, DEBITS_POSTED] > balances[position, CREDITS_POSTED] - balances[position, DEBITS_PENDING]:
+        if pending_delta != 0:
+            if _would_overflow(held_amount(held, position, held_column), pending_delta):
+                return i, pending_balance, overdrawn, held_added
+            held_added += _add_held(held, position, held_column, pending_delta)
+        if _would_overflow(posted[position, posted_column], posted_delta):
+            return i, posted_balance, overdrawn, held_added
+        posted[position, posted_column] += posted_delta
+        slot = account_byte[position] & ACCOUNT_LEDGER_SLOT_MASK
+        _add_to_sum(sums, slot, pending_balance, pending_delta)
+        _add_to_sum(sums, slot, posted_balance, posted_delta)
+        if check_overdraft and overdrawn < 0 and (account_byte[position] & ACCOUNT_BYTE_FLAGGED) != 0:
+            if posted[position, POSTED_DEBITS] > (posted[position, POSTED_CREDITS]
+                                                  - held_amount(held, position, HELD_DEBITS)):
                 overdrawn = position
-    return np.int64(-1), np.int64(-1), overdrawn
+    return np.int64(-1), np.int64(-1), overdrawn, held_added
 
 
 @numba.njit(cache=True)
-def lookup_accounts(index, keys, ledger_slot, flagged, wanted):
+def lookup_accounts(directory, keys, account_byte, wanted):
     """(position int32, info uint16) of each wanted account key; position -1 when absent."""
     n = len(wanted)
     position = np.empty(n, np.int32)
     info = np.zeros(n, np.uint16)
-    capacity = len(index)
+    buckets = len(directory) - 1
     near = PREFETCH_DISTANCE // 2
     for i in range(n):
-        # two-stage prefetch: the index slot of row i + D, then (its slot has arrived by now)
-        # the key, ledger slot and flag of row i + D/2, so the probes below mostly hit cache
+        # two-stage prefetch: the directory entry of row i + D, then (it has arrived by now)
+        # the bucket's first keys and account bytes of row i + D/2, so the scan mostly hits cache
         if i + PREFETCH_DISTANCE < n:
-            prefetch_row(index, home_slot(wanted[i + PREFETCH_DISTANCE], capacity))
+            prefetch_row(directory, home_slot(wanted[i + PREFETCH_DISTANCE], buckets))
         if i + near < n:
-            ahead = np.int64(index[home_slot(wanted[i + near], capacity)]) - 1
-            if ahead >= 0:
-                prefetch_row(keys, ahead)
-                prefetch_row(ledger_slot, ahead)
-                prefetch_row(flagged, ahead)
-        p = account_position(index, keys, wanted[i])
+            first = np.int64(directory[home_slot(wanted[i + near], buckets)])
+            if first < len(keys):
+                prefetch_row(keys, first)
+                prefetch_row(account_byte, first)
+        p = account_position(directory, keys, wanted[i])
         position[i] = p
         if p >= 0:
-            info[i] = (np.uint16(ledger_slot[p]) + 1) | (ACCOUNT_INFO_FLAGGED if flagged[p] else 0)
+            byte = account_byte[p]
+            info[i] = (np.uint16(byte & ACCOUNT_LEDGER_SLOT_MASK) + 1) | (
+                ACCOUNT_INFO_FLAGGED if (byte & ACCOUNT_BYTE_FLAGGED) != 0 else 0)
     return position, info
 
 
 @numba.njit(cache=True)
-def expire_accounts(balances, ledger_slot, sums, index, keys, wanted, amounts, column):
-    """Drop one pending column of each wanted account by amount (expired holds)."""
+def expire_accounts(held, account_byte, sums, directory, keys, wanted, amounts, side):
+    """Drop one side's pending balance of each wanted account by amount (expired holds);
+    returns the change in held records (a record is added only if the engine is wrong and a
+    balance goes below zero: the boundary audit reports that, so the caller reserves room)."""
+    held_column = HELD_DEBITS if side == SIDE_DEBIT else HELD_CREDITS
+    pending_balance = DEBITS_PENDING if side == SIDE_DEBIT else CREDITS_PENDING
+    held_added = 0
     for i in range(len(wanted)):
-        position = account_position(index, keys, wanted[i])
+        position = account_position(directory, keys, wanted[i])
         assert position >= 0
-        balances[position, column] -= amounts[i]
-        _add_to_sum(sums, ledger_slot[position], column, -amounts[i])
+        held_added += _add_held(held, position, held_column, -amounts[i])
+        _add_to_sum(sums, account_byte[position] & ACCOUNT_LEDGER_SLOT_MASK, pending_balance, -amounts[i])
+    return held_added
+
+
+@numba.njit(cache=True)
+def held_balances(held, account_count):
+    """[accounts, 2] int64 pending balances (HELD_DEBITS - 1, HELD_CREDITS - 1 columns)."""
+    out = np.zeros((account_count, 2), np.int64)
+    for slot in range(held.shape[0]):
+        if held[slot, HELD_KEY] != 0:
+            out[held[slot, HELD_KEY] - 1, 0] = held[slot, HELD_DEBITS]
+            out[held[slot, HELD_KEY] - 1, 1] = held[slot, HELD_CREDITS]
+    return out
 
 
 # --- pending creation, resolution and expiry --------------------------------------------------
@@ -437,6 +504,16 @@ def compact_heap(pending_table, heap_time, heap_key, heap_size):
             size += 1
     heap_build(heap, size)
     return size
+
+
+@numba.njit(cache=True)
+def rehash(table, capacity):
+    """The table's records in a new table of `capacity` slots (linear probing from home)."""
+    out = np.zeros((capacity, table.shape[1]), table.dtype)
+    for slot in range(table.shape[0]):
+        if table[slot, 0] != 0:
+            copy_row(table, slot, out, find_slot(out, table[slot, 0]))
+    return out
 
 
 @numba.njit(cache=True)

@@ -14,9 +14,12 @@ last), so an epoch costs two round trips. ``begin_epoch`` is exactly ``settle`` 
 then ``open_epoch`` (the rest), both through ``begin_epoch_steps``, which sim.durability calls
 with its fault point between them. Arguments and answers are the records and column layouts of sim.wire.
 
-Memory per account: 8 (id) + 32 (four balances) + 1 (flag) + 1 (ledger slot) + 4 x 1.5
-(index) = 48 bytes; transfer ids in the idempotency window cost 3 x 64 bytes each (the id
-table), pending transfers 3 x 96 bytes. Both tables are swept in place, a slice per epoch, so
+Memory per account: 8 (id) + 16 (posted debits and credits) + 1 (ledger slot and flag) + 4 / 8
+(directory: accounts are grouped by hash bucket, sim.hashtable.account_layout) = 25.5 bytes;
+pending balances live in a sparse table (24 bytes a slot, at most 2/3 full), a record for each
+account holding a pending amount, so an account with none costs nothing there. Transfer ids
+in the idempotency window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96
+bytes. Both tables are swept in place, a slice per epoch, so
 long runs neither grow nor pause to rebuild.
 """
 
@@ -30,11 +33,12 @@ import numpy as np
 
 from sim import shard_kernels as K
 from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
-from sim.hashtable import account_index_capacity, build_account_index, table_capacity
+from sim.hashtable import account_bucket_count, account_layout, table_capacity
 from sim.wire import (
     EXPIRED_SIDE_AMOUNT,
     EXPIRED_SIDE_KEY,
     SIDE_GLOBAL_ROW,
+    SIDE_PENDING_DELTA,
     SIDE_POSITION,
     BeginAnswer,
     CommitAnswer,
@@ -45,7 +49,7 @@ from sim.wire import (
     Overflow,
 )
 
-LEDGER_SLOTS_MAX = 255
+LEDGER_SLOTS_MAX = K.ACCOUNT_LEDGER_SLOT_MASK + 1  # a ledger slot is 7 bits of the account byte
 
 
 # Record tables are swept (records past their window dropped) once their used slots pass
@@ -63,6 +67,11 @@ def records_capacity(live_records: int) -> int:
 
 def needs_sweep(used: int, incoming: int, capacity: int) -> bool:
     return used + incoming > TABLE_LOAD_MAX * capacity
+
+
+def held_capacity(records: int) -> int:
+    """Slots of the held (pending balances) table for `records` accounts, at most 2/3 full."""
+    return table_capacity(max(TABLE_SLOTS_MIN, 1.5 * int(records)))
 
 
 @dataclass(frozen=True)
@@ -93,12 +102,18 @@ class ShardState:
         assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
         self.shard_index = shard_index
         self.window_epochs = int(window_epochs)
-        self.keys = np.ascontiguousarray(account_ids).view(np.int64).copy()
-        self.flagged = (np.asarray(account_flags) & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
-        self.ledger_slot = np.searchsorted(ledger_values, np.asarray(account_ledgers)).astype(np.uint8)
-        self.index = build_account_index(self.keys, account_index_capacity(len(self.keys)))
-        self.balances = np.zeros((len(self.keys), 4), np.int64)
-        self.balances.fill(0)  # touch the pages now, not in the hot loop
+        keys = np.ascontiguousarray(account_ids).view(np.int64)
+        order, self.directory = account_layout(keys, account_bucket_count(len(keys)))
+        self.keys = keys[order]
+        flagged = (np.asarray(account_flags)[order] & ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
+        self.account_byte = np.searchsorted(ledger_values, np.asarray(account_ledgers)[order]).astype(np.uint8)
+        self.account_byte[flagged] |= K.ACCOUNT_BYTE_FLAGGED
+        del order, flagged
+        self.posted = np.zeros((len(self.keys), 2), np.int64)
+        self.posted.fill(0)  # touch the pages now, not in the hot loop
+        # pending balances: an account per side of each live pending transfer at most
+        self.held = np.zeros((held_capacity(2 * hint.live_pending), K.HELD_TABLE_COLUMNS), np.int64)
+        self.held_used = 0
         self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
         self.id_table = np.zeros((records_capacity(hint.live_ids), K.ID_TABLE_COLUMNS), np.int64)
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
@@ -119,17 +134,20 @@ class ShardState:
         self.ahead = None  # (epoch, debit keys, credit keys, answers) of lookup_ahead
 
     def nbytes_per_account(self) -> float:
+        """Bytes of the dense per-account arrays (the sparse held table apart), measured."""
         n = max(len(self.keys), 1)
-        account_arrays = (self.keys, self.flagged, self.ledger_slot, self.index, self.balances)
+        account_arrays = (self.keys, self.account_byte, self.directory, self.posted)
         return sum(a.nbytes for a in account_arrays) / n
+
+    def _lookup(self, keys: np.ndarray) -> tuple:
+        return K.lookup_accounts(self.directory, self.keys, self.account_byte, keys)
 
     # --- between epochs ----------------------------------------------------------------------
     def lookup_ahead(self, epoch: int, debit_keys: np.ndarray, credit_keys: np.ndarray) -> tuple:
         """Look up the next epoch's accounts now (they never change during a run) and keep
         the answers for its begin_epoch; returns (seconds, CPU seconds) it took."""
         started, cpu = time.perf_counter(), time.thread_time()
-        debit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
-        credit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        debit, credit = self._lookup(debit_keys), self._lookup(credit_keys)
         self.ahead = (int(epoch), np.array(debit_keys), np.array(credit_keys), debit, credit)
         return time.perf_counter() - started, time.thread_time() - cpu
 
@@ -139,8 +157,7 @@ class ShardState:
         if (ahead is not None and ahead[0] == int(epoch) and np.array_equal(ahead[1], debit_keys)
                 and np.array_equal(ahead[2], credit_keys)):
             return ahead[3], ahead[4], True
-        debit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, debit_keys)
-        credit = K.lookup_accounts(self.index, self.keys, self.ledger_slot, self.flagged, credit_keys)
+        debit, credit = self._lookup(debit_keys), self._lookup(credit_keys)
         return debit, credit, False
 
     # --- call 1 ---------------------------------------------------------------------------
@@ -181,13 +198,14 @@ class ShardState:
         """expired_*: sim.wire EXPIRED_SIDE_* rows; pending_rows: CHECK_* rows; funds_rows:
         FUNDS_* rows."""
         started, cpu = time.perf_counter(), time.thread_time()
-        sides = ((expired_debit, K.DEBITS_PENDING), (expired_credit, K.CREDITS_PENDING))
-        for rows, column in sides:
-            K.expire_accounts(self.balances, self.ledger_slot, self.sums, self.index, self.keys,
-                              rows[:, EXPIRED_SIDE_KEY], rows[:, EXPIRED_SIDE_AMOUNT], column)
+        self._reserve_held(len(expired_debit) + len(expired_credit))
+        for rows, side in ((expired_debit, K.SIDE_DEBIT), (expired_credit, K.SIDE_CREDIT)):
+            self.held_used += K.expire_accounts(
+                self.held, self.account_byte, self.sums, self.directory, self.keys,
+                rows[:, EXPIRED_SIDE_KEY], rows[:, EXPIRED_SIDE_AMOUNT], side)
         pending_status, pending_amount = K.check_pending(
             self.pending_table, pending_rows, self.epoch, self.window_epochs)
-        funds_status = K.check_funds(self.balances, funds_rows)
+        funds_status = K.check_funds(self.posted, self.held, funds_rows)
         return EvaluateAnswer(pending_status, pending_amount, funds_status,
                               time.perf_counter() - started, time.thread_time() - cpu)
 
@@ -199,13 +217,13 @@ class ShardState:
         """
         overflow = None
         overdrawn = None
-        for side, rows, pending_col, posted_col in (
-            ("debit", commit.debit_rows, K.DEBITS_PENDING, K.DEBITS_POSTED),
-            ("credit", commit.credit_rows, K.CREDITS_PENDING, K.CREDITS_POSTED),
-        ):
-            at, column, overdrawn_at = K.apply_side(
-                self.balances, self.ledger_slot, self.flagged, self.sums, rows,
-                pending_col, posted_col, side == "debit")
+        self._reserve_held(sum(int(np.count_nonzero(rows[:, SIDE_PENDING_DELTA]))
+                               for rows in (commit.debit_rows, commit.credit_rows)))
+        for side, rows, code in (("debit", commit.debit_rows, K.SIDE_DEBIT),
+                                 ("credit", commit.credit_rows, K.SIDE_CREDIT)):
+            at, column, overdrawn_at, held_added = K.apply_side(
+                self.posted, self.held, self.account_byte, self.sums, rows, code, side == "debit")
+            self.held_used += held_added
             if at >= 0 and (overflow is None or rows[at, SIDE_GLOBAL_ROW] < overflow.row):
                 overflow = Overflow(int(rows[at, SIDE_GLOBAL_ROW]), side, int(column),
                                     int(self.keys[rows[at, SIDE_POSITION]]))
@@ -227,8 +245,18 @@ class ShardState:
             return CommitAnswer(None, self.sums.copy(), None)
         return self.commit(commit)
 
+    def balances(self) -> np.ndarray:
+        """[accounts, 4] int64 in the spec's order (sim.shard_kernels DEBITS_PENDING ...), in the
+        shard's account order (self.keys): built on demand, never kept."""
+        out = np.empty((len(self.keys), 4), np.int64)
+        pending = K.held_balances(self.held, len(self.keys))
+        out[:, K.DEBITS_PENDING], out[:, K.CREDITS_PENDING] = pending[:, 0], pending[:, 1]
+        out[:, K.DEBITS_POSTED] = self.posted[:, K.POSTED_DEBITS]
+        out[:, K.CREDITS_POSTED] = self.posted[:, K.POSTED_CREDITS]
+        return out
+
     def final_state(self) -> FinalState:
-        return FinalState(self.keys, self.balances, self.sums.copy(), self.nbytes_per_account())
+        return FinalState(self.keys, self.balances(), self.sums.copy(), self.nbytes_per_account())
 
     # --- snapshots (sim.durability) -------------------------------------------------------
     def snapshot(self, detached: bool = False) -> list[tuple[str, object]]:
@@ -239,9 +267,12 @@ class ShardState:
         copy = np.copy if detached else (lambda a: a)
         id_slots, id_rows = K.occupied(self.id_table, self.id_used)
         pending_slots, pending_rows = K.occupied(self.pending_table, self.pending_used)
+        held_slots, held_rows = K.occupied(self.held, self.held_used)
         return [
             ("epoch", None if self.epoch is None else int(self.epoch)),
-            ("balances", copy(self.balances)), ("sums", copy(self.sums)),
+            ("posted", copy(self.posted)), ("sums", copy(self.sums)),
+            ("held_capacity", len(self.held)), ("held_slots", held_slots), ("held_rows", held_rows),
+            ("held_used", self.held_used),
             ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", id_rows),
             ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
             ("id_first_epoch", self.id_first_epoch),
@@ -255,13 +286,18 @@ class ShardState:
 
     def restore(self, saved: dict) -> None:
         """Back to a snapshot() of a shard built from the same constructor arguments."""
-        if saved["balances"].shape != self.balances.shape or saved["sums"].shape != self.sums.shape:
-            raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout")
+        if ("posted" not in saved or saved["posted"].shape != self.posted.shape
+                or saved["sums"].shape != self.sums.shape):
+            raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout"
+                             " (another account set, or written by a version before compact accounts)")
         self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
         self.ahead = None
         self.id_first_epoch = saved["id_first_epoch"] if "id_first_epoch" in saved else _oldest_epoch(
             saved["id_rows"][:, K.ID_EPOCH], self.epoch)  # a snapshot from before it was kept
-        self.balances[:] = saved["balances"]
+        self.posted[:] = saved["posted"]
+        self.held = np.zeros((saved["held_capacity"], K.HELD_TABLE_COLUMNS), np.int64)
+        self.held[saved["held_slots"]] = saved["held_rows"]
+        self.held_used = saved["held_used"]
         self.sums[:] = saved["sums"]
         self.id_table = np.zeros((saved["id_capacity"], K.ID_TABLE_COLUMNS), np.int64)
         self.id_table[saved["id_slots"]] = saved["id_rows"]
@@ -278,6 +314,10 @@ class ShardState:
         self.heap_key[:self.heap_size] = saved["heap_key"]
 
     # --- table upkeep ---------------------------------------------------------------------
+    def _reserve_held(self, incoming: int) -> None:
+        """Room in the held table for `incoming` more accounts (a rebuild, rarely)."""
+        if needs_sweep(self.held_used, incoming, len(self.held)):
+            self.held = K.rehash(self.held, held_capacity(2 * (self.held_used + incoming)))
     def _sweep_id_table(self) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds),
         once any record can be stale."""

@@ -168,12 +168,12 @@ def test_duplicate_answered_from_cache_and_old_call_refused(tmp_path):
     accounts, transfers = adversarial_workload(3, 40, 6)
     result, hosts, _ = run_durable(accounts, transfers, 1, tmp_path)
     shard = hosts.shards[0]
-    before = shard.state.balances.copy()
+    before = shard.state.balances()
     outcome, cached = shard.apply(shard.seq, "finish", (None,))
     assert outcome == DUPLICATE and cached is shard.last_result
     outcome, nothing = shard.apply(shard.seq - 1, "evaluate", ())
     assert outcome == STALE and nothing is None
-    np.testing.assert_array_equal(shard.state.balances, before)
+    np.testing.assert_array_equal(shard.state.balances(), before)
     assert shard.stats.duplicates_answered == 1 and shard.stats.stale_refused == 1
     with pytest.raises(Exception, match="missing"):
         shard.apply(shard.seq + 2, "finish", (None,))

@@ -47,7 +47,7 @@ def scenario_workload(scenario: str, seed: int, size):
 
 
 # Bytes a run holds per account: the accounts' columns and shard index in the driver (~30),
-# the shards (sim.shard_state: 48), the balances gathered at the end (32) and written (~10).
+# the shards (sim.shard_state: 26), the balances gathered at the end (32) and written (~10).
 # Rows are streamed (an epoch at a time), so their count does not enter.
 RUN_BYTES_PER_ACCOUNT = 120
 # Bytes a materialised workload holds per row (columns and a concatenation copy): only

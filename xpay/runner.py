@@ -202,7 +202,7 @@ def check_ledger_count(accounts: Accounts) -> None:
     count = len(np.unique(accounts.ledger))
     if count > LEDGER_SLOTS_MAX:
         raise InputRefused(f"accounts: {count} distinct ledgers; this engine handles at most"
-                           f" {LEDGER_SLOTS_MAX} (a shard keeps a ledger's slot in one byte)")
+                           f" {LEDGER_SLOTS_MAX} (a shard keeps a ledger's slot in 7 bits of an account's byte)")
 
 
 def remove_outputs(out_dir: Path) -> None:

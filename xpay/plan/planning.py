@@ -21,8 +21,8 @@ from xpay.plan.shape import Shape, shape_of, uniform_shape
 
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration-2core.json")
 # Shard memory, measured by the engine (summary.json bytes_per_account) and by the shard's
-# tables (sim.shard_state): 48 bytes an account, 192 bytes a transfer id in the window.
-BYTES_PER_ACCOUNT = 48
+# tables (sim.shard_state): 25.5 bytes an account (26 here), 192 bytes a transfer id in the window.
+BYTES_PER_ACCOUNT = 26
 BYTES_PER_WINDOWED_ID = 192
 HEADROOM = 0.7  # plan for this fraction of predicted capacity (30% headroom)
 
