@@ -130,6 +130,7 @@ class ShardActor:
     def reset(self, durability: Durability, *args) -> bool:
         """A fresh shard state on this actor (a new run reusing a warm process)."""
         self.durable.close()
+        self.state.close()  # its id log's file now, not at the next garbage collection
         self.durable = DurableShard(ShardState(*args), durability)
         self.state = self.durable.state
         return True

@@ -136,6 +136,8 @@ class EngineMetrics:
     invariant_violations: list = field(default_factory=list)
     boundaries_checked: int = 0
     bytes_per_account: float = 0.0
+    # the id tables' bytes over the ids in the idempotency window, when it held the most
+    bytes_per_windowed_id: float | None = None
     audit: list = field(default_factory=list)  # per boundary and ledger, see audit_row()
     commit_times: list = field(default_factory=list)  # time.perf_counter() of each commit ack
     rows_before_resume: int = 0  # rows a resumed run took over from the journal (not timed)
@@ -486,25 +488,34 @@ class Engine:
         states: list[FinalState] = self.hosts.collect(
             self.hosts.submit(FINAL_STATE, [() for _ in range(self.shard_count)]))
         n = len(self.accounts)
-        bal = np.zeros((n, 4), np.int64)
+        # the four balance columns filled straight from each shard's answer, which is dropped
+        # once used: the end of a run holds the answers and the columns, nothing more
+        columns = [np.empty(n, np.int64) for _ in range(4)]
         keys = self.accounts.id.view(np.int64)
-        for s, state in enumerate(states):
+        metrics.bytes_per_account = float(np.mean([s.bytes_per_account for s in states]))
+        windowed = sum(s.windowed_ids for s in states)
+        metrics.bytes_per_windowed_id = (sum(s.id_table_bytes for s in states) / windowed
+                                         if windowed else None)
+        sums = ledger_sums_from_halves(self.ledger_values, [s.sums for s in states])
+        for s in range(len(states)):
+            state, states[s] = states[s], None
             mine = np.flatnonzero(self.account_shard == s)
             # the shard keeps its accounts grouped by hash bucket (sim.hashtable.account_layout)
             order, _ = account_layout(keys[mine], account_bucket_count(len(mine)))
             mine = mine[order]
+            del order
             if not np.array_equal(keys[mine], state.keys):
                 raise RuntimeError(f"shard {s} answered with accounts in another order than its layout")
-            bal[mine] = state.balances
-        metrics.bytes_per_account = float(np.mean([s.bytes_per_account for s in states]))
-        sums = ledger_sums_from_halves(self.ledger_values, [s.sums for s in states])
+            for column, values in zip(columns, state.balances.T):
+                column[mine] = values
+            del state, mine
         assert len(status) == (metrics.rows if keep_status else 0)
         assert int(metrics.status_counts.sum()) == metrics.rows
         assert (status < STATUS_COUNT).all()
         balances = Balances.from_columns(
             id=self.accounts.id, ledger=self.accounts.ledger,
-            debits_pending=bal[:, DEBITS_PENDING], debits_posted=bal[:, DEBITS_POSTED],
-            credits_pending=bal[:, CREDITS_PENDING], credits_posted=bal[:, CREDITS_POSTED])
+            debits_pending=columns[DEBITS_PENDING], debits_posted=columns[DEBITS_POSTED],
+            credits_pending=columns[CREDITS_PENDING], credits_posted=columns[CREDITS_POSTED])
         return EngineResult(status=status, balances=balances, metrics=metrics, ledger_sums=sums)
 
 

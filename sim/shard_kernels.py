@@ -5,7 +5,8 @@ calls these. All keys and epochs are int64 bit patterns of the spec's uint64 val
 differences are compared as unsigned, so any uint64 epoch numbering works.
 
 Tables (row-major int64, column 0 the key, 0 = empty slot):
-- id table, one record per transfer id seen within the idempotency window (ID_* columns);
+- id table, one record per transfer id seen within the idempotency window (ID_* columns),
+  its fields in the shard's id log (sim.id_log);
 - pending table, one record per committed PENDING transfer still pending or recently
   resolved (P_* columns), plus a binary heap (expire_at_us, id) for expiry.
 """
@@ -99,10 +100,11 @@ HELD_KEY, HELD_DEBITS, HELD_CREDITS = 0, 1, 2
 HELD_TABLE_COLUMNS = 3
 
 # The transfer fields (FIELD_*) and every payload's columns are the wire format: sim.wire.
-# id table: [key, epoch_first, 6 fields]: 64 bytes, one cache line
-ID_KEY, ID_EPOCH = 0, 1
-ID_FIELDS = 2
-ID_TABLE_COLUMNS = ID_FIELDS + FIELD_COUNT
+# id table: [key, position]: 16 bytes. The position is the row's place in the shard's id log
+# (sim.id_log: its fields, read back only when a retry must be compared); positions grow with
+# epochs, so a record is within the window when its position is at or after the window's floor.
+ID_KEY, ID_POSITION = 0, 1
+ID_TABLE_COLUMNS = 2
 # pending table: [key, state, resolved_epoch, mark_epoch, mark, sim_time_us, 6 fields]
 P_KEY, P_STATE, P_RESOLVED_EPOCH, P_MARK_EPOCH, P_MARK, P_SIM_TIME = 0, 1, 2, 3, 4, 5
 P_FIELDS = 6
@@ -111,29 +113,50 @@ PENDING_TABLE_COLUMNS = P_FIELDS + FIELD_COUNT
 MARK_NONE, MARK_POST, MARK_VOID = 0, 1, 2
 
 # (epoch column, state column) that decide when a record is past its window (see _stale):
-# ids by their first epoch; pending transfers by their resolution, and only once resolved.
-ID_WINDOW_COLUMNS = (ID_EPOCH, -1)
+# ids by their position (id_window_arguments); pending transfers by their resolution epoch, and
+# only once resolved.
+ID_WINDOW_COLUMNS = (ID_POSITION, -1)
 PENDING_WINDOW_COLUMNS = (P_RESOLVED_EPOCH, P_STATE)
 
 
-@numba.njit(cache=True)
-def check_ids(id_table, pending_table, rows, epoch_now, window):
-    """Idempotency checks 4/5 in row order; new ids are recorded. Returns (status, slots used).
+def id_window_arguments(floor):
+    """(epoch_now, window) that make _stale, sweep_step and rebuild_table treat an id record
+    as within the window exactly when its position is at or after floor."""
+    return np.int64(INT64_MAX), np.int64(INT64_MAX - floor)
 
-    A record out of the window counts as absent, unless a still-pending transfer holds the id.
+
+@numba.njit(cache=True)
+def check_ids(id_table, pending_table, rows, base, floor):
+    """Idempotency checks 4/5 in row order; row i's id is recorded at log position base + i.
+
+    A record before the window's floor counts as absent, unless a still-pending transfer holds
+    the id. A retry of an id recorded in this epoch is compared with its row here; one recorded
+    in an earlier epoch cannot be (its fields are in the log): its row and position come back
+    as deferred, for the caller to compare (status EXISTS or EXISTS_WITH_DIFFERENT_FIELDS
+    either way, and the id is not recorded again, so nothing later depends on which).
+    Returns (status, ids recorded, slots newly used, deferred rows, their positions).
     """
-    status = np.zeros(len(rows), np.uint8)
-    added = 0
     n = len(rows)
+    status = np.zeros(n, np.uint8)
+    deferred_row = np.empty(n, np.int64)
+    deferred_position = np.empty(n, np.int64)
+    deferred = 0
+    added = recorded = 0
     for i in range(n):
         if i + PREFETCH_DISTANCE < n:
             ahead = rows[i + PREFETCH_DISTANCE, ID_ROW_KEY]
             prefetch_row(id_table, home_slot(ahead, id_table.shape[0]))
         key = rows[i, ID_ROW_KEY]
         slot = find_slot(id_table, key)
-        if id_table[slot, ID_KEY] == key and within_window(epoch_now, id_table[slot, ID_EPOCH], window):
-            same = same_columns(id_table, slot, ID_FIELDS, rows, i, ID_ROW_FIELDS, FIELD_COUNT)
-            status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
+        if id_table[slot, ID_KEY] == key and id_table[slot, ID_POSITION] >= floor:
+            position = id_table[slot, ID_POSITION]
+            if position >= base:
+                same = same_columns(rows, position - base, ID_ROW_FIELDS, rows, i, ID_ROW_FIELDS, FIELD_COUNT)
+                status[i] = EXISTS if same else EXISTS_WITH_DIFFERENT_FIELDS
+            else:
+                deferred_row[deferred] = i
+                deferred_position[deferred] = position
+                deferred += 1
             continue
         pslot = find_slot(pending_table, key)
         if pending_table[pslot, P_KEY] == key and pending_table[pslot, P_STATE] == PENDING_STATE_PENDING:
@@ -143,10 +166,9 @@ def check_ids(id_table, pending_table, rows, epoch_now, window):
         if id_table[slot, ID_KEY] == 0:
             added += 1
         id_table[slot, ID_KEY] = key
-        id_table[slot, ID_EPOCH] = epoch_now
-        for f in range(FIELD_COUNT):
-            id_table[slot, ID_FIELDS + f] = rows[i, ID_ROW_FIELDS + f]
-    return status, added
+        id_table[slot, ID_POSITION] = base + i
+        recorded += 1
+    return status, recorded, added, deferred_row[:deferred], deferred_position[:deferred]
 
 
 @numba.njit(cache=True)

@@ -17,25 +17,31 @@ with its fault point between them. Arguments and answers are the records and col
 Memory per account: 8 (id) + 16 (posted debits and credits) + 1 (ledger slot and flag) + 4 / 8
 (directory: accounts are grouped by hash bucket, sim.hashtable.account_layout) = 25.5 bytes;
 pending balances live in a sparse table (24 bytes a slot, at most 2/3 full), a record for each
-account holding a pending amount, so an account with none costs nothing there. Transfer ids
-in the idempotency window cost 3 x 64 bytes each (the id table), pending transfers 3 x 96
-bytes. Both tables are swept in place, a slice per epoch, so
-long runs neither grow nor pause to rebuild.
+account holding a pending amount, so an account with none costs nothing there. A transfer id
+in the idempotency window costs a [key, log position] slot of the id table, 16 bytes, sized
+at ID_SLOTS_PER_LIVE_RECORD slots per windowed id (27.2 bytes, x 1.1 for the size hint's
+margin); its fields wait on disk in the shard's id log (sim.id_log) for a retry to be
+compared with. Pending transfers cost 3 x 96 bytes. Both tables are swept in place, a slice per epoch, so long runs neither grow nor
+pause to rebuild.
 """
 
 from __future__ import annotations
 
 import time
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from sim import shard_kernels as K
-from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+from sim.constants import ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, EXISTS, EXISTS_WITH_DIFFERENT_FIELDS
 from sim.hashtable import account_bucket_count, account_layout, table_capacity
+from sim.id_log import COPY_ROWS, IdLog
 from sim.wire import (
     EXPIRED_SIDE_AMOUNT,
+    FIELD_COUNT,
+    ID_ROW_FIELDS,
     EXPIRED_SIDE_KEY,
     SIDE_GLOBAL_ROW,
     SIDE_PENDING_DELTA,
@@ -58,15 +64,23 @@ LEDGER_SLOTS_MAX = K.ACCOUNT_LEDGER_SLOT_MASK + 1  # a ledger slot is 7 bits of 
 TABLE_LOAD_MAX = 2 / 3
 TABLE_SLOTS_PER_LIVE_RECORD = 3
 TABLE_SLOTS_MIN = 1024
+# The id table's slots are 16 bytes, so it runs fuller: 1.7 slots per windowed id (27.2 bytes),
+# swept or grown past 3/4 full.
+ID_TABLE_LOAD_MAX = 3 / 4
+ID_SLOTS_PER_LIVE_RECORD = 1.7
 SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch
 
 
-def records_capacity(live_records: int) -> int:
-    return table_capacity(max(TABLE_SLOTS_MIN, TABLE_SLOTS_PER_LIVE_RECORD * int(live_records)))
+def records_capacity(live_records: int, per_record: float = TABLE_SLOTS_PER_LIVE_RECORD) -> int:
+    return table_capacity(max(TABLE_SLOTS_MIN, per_record * int(live_records)))
 
 
-def needs_sweep(used: int, incoming: int, capacity: int) -> bool:
-    return used + incoming > TABLE_LOAD_MAX * capacity
+def id_capacity(live_ids: int) -> int:
+    return records_capacity(live_ids, ID_SLOTS_PER_LIVE_RECORD)
+
+
+def needs_sweep(used: int, incoming: int, capacity: int, load_max: float = TABLE_LOAD_MAX) -> bool:
+    return used + incoming > load_max * capacity
 
 
 def held_capacity(records: int) -> int:
@@ -96,7 +110,8 @@ class ShardState:
 
     def __init__(self, shard_index: int, shard_count: int, account_ids: np.ndarray,
                  account_ledgers: np.ndarray, account_flags: np.ndarray,
-                 ledger_values: np.ndarray, window_epochs: int, hint: TableHint = TableHint()):
+                 ledger_values: np.ndarray, window_epochs: int, hint: TableHint = TableHint(),
+                 scratch_dir: str | None = None):
         assert 0 <= shard_index < shard_count
         assert len(account_ids) < 2**31, "a shard holds at most 2**31-1 accounts (int32 positions)"
         assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
@@ -115,14 +130,22 @@ class ShardState:
         self.held = np.zeros((held_capacity(2 * hint.live_pending), K.HELD_TABLE_COLUMNS), np.int64)
         self.held_used = 0
         self.sums = np.zeros((len(ledger_values), 4, 2), np.int64)
-        self.id_table = np.zeros((records_capacity(hint.live_ids), K.ID_TABLE_COLUMNS), np.int64)
+        self.id_table = np.zeros((id_capacity(hint.live_ids), K.ID_TABLE_COLUMNS), np.int64)
         self.id_table.fill(0)  # pre-touched: no page faults in the hot loop
         self.id_used = 0
         self.id_sweep_cursor = 0
-        # The epoch of the first id recorded (epochs only go up, so no record is older), None
-        # before any: sweeping is skipped while even that one is within the window, since then
-        # no record can be stale.
-        self.id_first_epoch = None
+        # Every id row checked gets the next position of the id log. (epoch, first position,
+        # ids recorded) of each epoch that logged rows, oldest first, while that epoch is within
+        # the window: a record is within the window when its position is at or after the first
+        # one's (the floor), and the ids in the window are the sum of the recorded counts (a
+        # record is only ever replaced once out of the window). Sweeping is skipped while
+        # nothing has left the window.
+        self.id_log = IdLog(2 * hint.live_ids, scratch_dir)
+        self.id_epochs: deque[tuple[int, int, int]] = deque()
+        self.id_floor = 0
+        self.id_floor_moved = False
+        self.windowed_ids = 0
+        self.id_peak = (0, len(self.id_table))  # (most ids in the window, table slots then)
         self.pending_sweep_cursor = 0
         self.pending_table = np.zeros((records_capacity(hint.live_pending), K.PENDING_TABLE_COLUMNS), np.int64)
         self.pending_table.fill(0)
@@ -179,18 +202,43 @@ class ShardState:
         if settled is not None and settled.overflow is not None:
             return BeginAnswer(settled, None)
         self.epoch = np.int64(epoch)
+        self._advance_id_floor()
         self._sweep_id_table()
         self._reserve_id_table(len(id_rows))
         expired, self.heap_size = K.expire_pending(
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
-        id_status, added = K.check_ids(self.id_table, self.pending_table, id_rows, self.epoch, self.window_epochs)
-        self.id_used += added
-        if self.id_first_epoch is None and len(id_rows):
-            self.id_first_epoch = int(self.epoch)
+        id_status = self._check_ids(id_rows)
         (debit_position, debit_info), (credit_position, credit_info), ahead = self._lookups(
             epoch, debit_keys, credit_keys)
         return BeginAnswer(settled, Lookups(id_status, debit_position, debit_info, credit_position,
                                             credit_info, expired), looked_ahead=ahead)
+
+    def _check_ids(self, id_rows: np.ndarray) -> np.ndarray:
+        """Statuses of the idempotency checks; logs the rows' fields at the next positions."""
+        # logged first: a failed write leaves no record pointing at a row never written
+        base = self.id_log.append(id_rows[:, ID_ROW_FIELDS:ID_ROW_FIELDS + FIELD_COUNT])
+        status, recorded, added, rows, positions = K.check_ids(
+            self.id_table, self.pending_table, id_rows, np.int64(base), np.int64(self.id_floor))
+        if len(id_rows):
+            self.id_epochs.append((int(self.epoch), base, int(recorded)))
+        self.id_used += added
+        self.windowed_ids += int(recorded)
+        if self.windowed_ids > self.id_peak[0]:
+            self.id_peak = (self.windowed_ids, len(self.id_table))
+        if len(rows):  # retries of ids logged in earlier epochs: compare with the log
+            logged = self.id_log.read(positions)
+            same = (logged == id_rows[rows, ID_ROW_FIELDS:ID_ROW_FIELDS + FIELD_COUNT]).all(axis=1)
+            status[rows] = np.where(same, EXISTS, EXISTS_WITH_DIFFERENT_FIELDS)
+        return status
+
+    def _advance_id_floor(self) -> None:
+        """Move the floor past the epochs that left the window; the log forgets their rows."""
+        epochs = self.id_epochs
+        while epochs and not _within_window(int(self.epoch), epochs[0][0], self.window_epochs):
+            self.windowed_ids -= epochs.popleft()[2]
+            self.id_floor_moved = True
+        self.id_floor = epochs[0][1] if epochs else self.id_log.end
+        self.id_log.forget_before(self.id_floor)
 
     # --- call 2 ---------------------------------------------------------------------------
     def evaluate(self, expired_debit: np.ndarray, expired_credit: np.ndarray,
@@ -255,8 +303,18 @@ class ShardState:
         out[:, K.CREDITS_POSTED] = self.posted[:, K.POSTED_CREDITS]
         return out
 
+    def id_peak_bytes(self) -> tuple[int, int]:
+        """(the id table's bytes, ids in the window) when the window held the most ids."""
+        ids, slots = self.id_peak
+        return slots * K.ID_TABLE_COLUMNS * 8, ids
+
+    def close(self) -> None:
+        """Give back the id log's file now (garbage collection would, later)."""
+        self.id_log.close()
+
     def final_state(self) -> FinalState:
-        return FinalState(self.keys, self.balances(), self.sums.copy(), self.nbytes_per_account())
+        return FinalState(self.keys, self.balances(), self.sums.copy(), self.nbytes_per_account(),
+                          *self.id_peak_bytes())
 
     # --- snapshots (sim.durability) -------------------------------------------------------
     def snapshot(self, detached: bool = False) -> list[tuple[str, object]]:
@@ -266,6 +324,9 @@ class ShardState:
         from the constructor. detached: every array is a copy (written while calls go on)."""
         copy = np.copy if detached else (lambda a: a)
         id_slots, id_rows = K.occupied(self.id_table, self.id_used)
+        # the fields of the ids within the window, from the log (the others are never read)
+        live = np.flatnonzero(id_rows[:, K.ID_POSITION] >= self.id_floor)
+        id_fields = self.id_log.read(id_rows[live, K.ID_POSITION])
         pending_slots, pending_rows = K.occupied(self.pending_table, self.pending_used)
         held_slots, held_rows = K.occupied(self.held, self.held_used)
         return [
@@ -275,7 +336,12 @@ class ShardState:
             ("held_used", self.held_used),
             ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", id_rows),
             ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
-            ("id_first_epoch", self.id_first_epoch),
+            ("id_live", live), ("id_fields", id_fields), ("id_log_end", self.id_log.end),
+            ("id_floor", self.id_floor),
+            ("id_epochs", np.array(self.id_epochs, np.int64).reshape(-1, 3)),
+            ("windowed_ids", self.windowed_ids), ("id_peak_ids", self.id_peak[0]),
+            ("id_peak_slots", self.id_peak[1]),
+            ("id_floor_moved", int(self.id_floor_moved)),
             ("pending_capacity", len(self.pending_table)), ("pending_slots", pending_slots),
             ("pending_rows", pending_rows), ("pending_used", self.pending_used),
             ("pending_sweep_cursor", self.pending_sweep_cursor),
@@ -286,14 +352,20 @@ class ShardState:
 
     def restore(self, saved: dict) -> None:
         """Back to a snapshot() of a shard built from the same constructor arguments."""
-        if ("posted" not in saved or saved["posted"].shape != self.posted.shape
+        if ("posted" not in saved or "id_log_end" not in saved or saved["posted"].shape != self.posted.shape
                 or saved["sums"].shape != self.sums.shape):
             raise ValueError(f"shard {self.shard_index}: the snapshot is of another shard layout"
-                             " (another account set, or written by a version before compact accounts)")
+                             " (another account set, or written by a version before compact accounts"
+                             " and the id log)")
         self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
         self.ahead = None
-        self.id_first_epoch = saved["id_first_epoch"] if "id_first_epoch" in saved else _oldest_epoch(
-            saved["id_rows"][:, K.ID_EPOCH], self.epoch)  # a snapshot from before it was kept
+        self.id_epochs = deque((int(e), int(p), int(r)) for e, p, r in saved["id_epochs"])
+        self.windowed_ids = int(saved["windowed_ids"])
+        self.id_peak = (int(saved["id_peak_ids"]), int(saved["id_peak_slots"]))
+        self.id_floor_moved = bool(saved["id_floor_moved"])
+        self.id_floor = int(saved["id_floor"])
+        self._restore_id_log(saved["id_rows"][saved["id_live"], K.ID_POSITION], saved["id_fields"],
+                             int(saved["id_log_end"]))
         self.posted[:] = saved["posted"]
         self.held = np.zeros((saved["held_capacity"], K.HELD_TABLE_COLUMNS), np.int64)
         self.held[saved["held_slots"]] = saved["held_rows"]
@@ -313,6 +385,22 @@ class ShardState:
         self.heap_time[:self.heap_size] = saved["heap_time"]
         self.heap_key[:self.heap_size] = saved["heap_key"]
 
+    def _restore_id_log(self, positions: np.ndarray, fields: np.ndarray, end: int) -> None:
+        """A fresh id log holding `fields` at `positions` (the windowed ids), ending at `end`."""
+        floor = self.id_floor
+        self.id_log.close()
+        self.id_log = IdLog(2 * max(end - floor, 1), self.id_log.directory)
+        self.id_log.start = self.id_log.end = floor
+        order = np.argsort(positions, kind="stable")
+        positions, fields = positions[order], fields[order]
+        for first in range(floor, end, COPY_ROWS):  # dense chunks: rows no record points at are zeros
+            stop = min(first + COPY_ROWS, end)
+            chunk = np.zeros((stop - first, FIELD_COUNT), np.int64)
+            at = slice(*np.searchsorted(positions, [first, stop]))
+            chunk[positions[at] - first] = fields[at]
+            self.id_log.write_at(first, chunk)
+        self.id_log.end = end
+
     # --- table upkeep ---------------------------------------------------------------------
     def _reserve_held(self, incoming: int) -> None:
         """Room in the held table for `incoming` more accounts (a rebuild, rarely)."""
@@ -321,12 +409,12 @@ class ShardState:
     def _sweep_id_table(self) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds),
         once any record can be stale."""
-        first = self.id_first_epoch
-        if first is None or _within_window(int(self.epoch), first, self.window_epochs):
+        if not self.id_floor_moved:
             return
         count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
         self.id_sweep_cursor, removed = K.sweep_step(
-            self.id_table, self.id_sweep_cursor, count, self.epoch, self.window_epochs, *K.ID_WINDOW_COLUMNS)
+            self.id_table, self.id_sweep_cursor, count, *K.id_window_arguments(self.id_floor),
+            *K.ID_WINDOW_COLUMNS)
         self.id_used -= removed
 
     def _sweep_pending_table(self, epoch: np.int64) -> None:
@@ -338,10 +426,10 @@ class ShardState:
         self.pending_used -= removed
 
     def _reserve_id_table(self, incoming: int) -> None:
-        if not needs_sweep(self.id_used, incoming, len(self.id_table)):
+        if not needs_sweep(self.id_used, incoming, len(self.id_table), ID_TABLE_LOAD_MAX):
             return
         self.id_table, self.id_used = _swept(self.id_table, K.ID_WINDOW_COLUMNS, incoming,
-                                             self.epoch, self.window_epochs)
+                                             *K.id_window_arguments(self.id_floor), ID_SLOTS_PER_LIVE_RECORD)
 
     def _reserve_pending_table(self, incoming: int, epoch: np.int64) -> None:
         if self.heap_size + incoming > len(self.heap_time):
@@ -361,18 +449,11 @@ def _within_window(epoch_now: int, epoch_then: int, window: int) -> bool:
     return (epoch_now - epoch_then) % (1 << 64) <= window
 
 
-def _oldest_epoch(epochs: np.ndarray, epoch_now) -> int | None:
-    """The epoch furthest back from epoch_now (uint64 differences) among records, None if none."""
-    if len(epochs) == 0 or epoch_now is None:
-        return None
-    back = (np.int64(epoch_now) - epochs.astype(np.int64)).view(np.uint64)
-    return int(epochs[int(np.argmax(back))])
-
-
-def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int) -> tuple:
+def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int,
+           per_record: float = TABLE_SLOTS_PER_LIVE_RECORD) -> tuple:
     """The table without records past their window, grown if the live ones need the room."""
     swept, live = K.rebuild_table(table, len(table), epoch, window, *window_columns)
-    capacity = records_capacity(live + incoming)
+    capacity = records_capacity(live + incoming, per_record)
     if capacity > len(swept):
         swept, live = K.rebuild_table(swept, capacity, epoch, window, *window_columns)
     return swept, live

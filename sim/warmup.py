@@ -53,8 +53,8 @@ def _warm_table_upkeep() -> None:
 
     epoch, window = np.int64(5), 3
     ids = np.zeros((16, K.ID_TABLE_COLUMNS), np.int64)
-    K.rebuild_table(ids, 32, epoch, window, *K.ID_WINDOW_COLUMNS)
-    K.sweep_step(ids, 0, 8, epoch, window, *K.ID_WINDOW_COLUMNS)
+    K.rebuild_table(ids, 32, *K.id_window_arguments(7), *K.ID_WINDOW_COLUMNS)
+    K.sweep_step(ids, 0, 8, *K.id_window_arguments(7), *K.ID_WINDOW_COLUMNS)
     pending = np.zeros((16, K.PENDING_TABLE_COLUMNS), np.int64)
     K.rebuild_table(pending, 32, epoch, window, *K.PENDING_WINDOW_COLUMNS)
     K.sweep_step(pending, 0, 8, epoch, window, *K.PENDING_WINDOW_COLUMNS)

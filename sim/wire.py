@@ -169,6 +169,8 @@ class FinalState:
     balances: np.ndarray  # [accounts, 4] int64
     sums: np.ndarray  # as CommitAnswer.sums
     bytes_per_account: float
+    id_table_bytes: int  # the id table's size, and the ids within the window, when the window
+    windowed_ids: int  # held the most ids
 
 
 @dataclass

@@ -9,13 +9,17 @@ from sim import shard_kernels as K
 from sim.hashtable import find_slot
 
 
+CHECK = K.ID_TABLE_COLUMNS  # an extra column, to check that records move whole
+
+
 def filled_table(capacity: int, keys: list[int], epochs: list[int]) -> np.ndarray:
-    table = np.zeros((capacity, K.ID_TABLE_COLUMNS), np.int64)
+    """An id table's records (key, then the window column) and one more column."""
+    table = np.zeros((capacity, K.ID_TABLE_COLUMNS + 1), np.int64)
     for key, epoch in zip(keys, epochs):
         slot = find_slot(table, key)
         table[slot, K.ID_KEY] = key
-        table[slot, K.ID_EPOCH] = epoch
-        table[slot, K.ID_FIELDS] = key ^ 0x5A5A  # a field to check records move whole
+        table[slot, K.ID_POSITION] = epoch
+        table[slot, CHECK] = key ^ 0x5A5A
     return table
 
 
@@ -29,7 +33,7 @@ def test_sweep_removes_exactly_the_stale_records(capacity, data, now, window, cu
     table = filled_table(capacity, keys, epochs)
     removed_total = 0
     for _ in range(-(-capacity // step) + 1):  # one full pass and a bit, in slices
-        cursor, removed = K.sweep_step(table, cursor, step, np.int64(now), window, K.ID_EPOCH, -1)
+        cursor, removed = K.sweep_step(table, cursor, step, np.int64(now), window, K.ID_POSITION, -1)
         removed_total += removed
     live = {k for k, e in zip(keys, epochs) if now - e <= window}
     assert removed_total == len(keys) - len(live)
@@ -38,7 +42,7 @@ def test_sweep_removes_exactly_the_stale_records(capacity, data, now, window, cu
     for key in live:
         slot = find_slot(table, key)
         assert table[slot, K.ID_KEY] == key
-        assert table[slot, K.ID_FIELDS] == key ^ 0x5A5A
+        assert table[slot, CHECK] == key ^ 0x5A5A
 
 
 @settings(max_examples=200, deadline=None)
@@ -75,4 +79,20 @@ def test_rebuild_keeps_what_a_sweep_keeps(capacity, grown, data, now, window):
     assert {int(k) for k in rebuilt[:, K.ID_KEY] if k != 0} == kept
     assert live == len(kept)
     for key in kept:
-        assert rebuilt[find_slot(rebuilt, key), K.ID_FIELDS] == key ^ 0x5A5A
+        assert rebuilt[find_slot(rebuilt, key), CHECK] == key ^ 0x5A5A
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(4, 48), data=st.data(), floor=st.integers(0, 2**62))
+def test_id_window_is_the_floor(capacity, data, floor):
+    """With id_window_arguments(floor), records go exactly when their position is below floor."""
+    count = data.draw(st.integers(0, capacity * 2 // 3))
+    keys = data.draw(st.lists(st.integers(1, 2**63 - 1), min_size=count, max_size=count, unique=True))
+    positions = data.draw(st.lists(st.integers(0, 2**62 + 5), min_size=count, max_size=count))
+    table = filled_table(capacity, keys, positions)
+    K.sweep_step(table, 0, capacity, *K.id_window_arguments(floor), *K.ID_WINDOW_COLUMNS)
+    kept = {k for k, p in zip(keys, positions) if p >= floor}
+    assert {int(k) for k in table[:, K.ID_KEY] if k != 0} == kept
+    rebuilt, live = K.rebuild_table(filled_table(capacity, keys, positions), capacity,
+                                    *K.id_window_arguments(floor), *K.ID_WINDOW_COLUMNS)
+    assert live == len(kept)

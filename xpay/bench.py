@@ -214,6 +214,7 @@ def run_bench(size: BenchSize, shards: int, seed: int, out_dir: Path | None = No
         "ratios": _ratios(variants, shards),
         "breakdown_ms": breakdown_summary(breakdown),
         "engine_bytes_per_account": distributed.metrics.bytes_per_account,
+        "engine_bytes_per_windowed_id": distributed.metrics.bytes_per_windowed_id,
         "versions": versions(), "hardware": hardware(),
     }
     if curves:

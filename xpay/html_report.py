@@ -28,6 +28,7 @@ KEY_FIGURES = (
     ("rows_per_s", "rows per second"), ("engine_seconds", "engine seconds"),
     ("startup_seconds", "start-up seconds"), ("strict_serial_divergence", "strict-serial divergence"),
     ("engine_bytes_per_account", "bytes per account in the shards"),
+    ("engine_bytes_per_windowed_id", "bytes per transfer id in the idempotency window"),
 )
 
 

@@ -56,9 +56,9 @@ class ResultDigest:
         self._sha.update(np.ascontiguousarray(status, "<u2").tobytes())
 
     def finish(self, balances: Balances) -> str:
-        self._sha.update(np.ascontiguousarray(balances.id, "<u8").tobytes())
+        self._sha.update(memoryview(np.ascontiguousarray(balances.id, "<u8")))  # no copy
         for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted"):
-            self._sha.update(np.ascontiguousarray(getattr(balances, name), "<i8").tobytes())
+            self._sha.update(memoryview(np.ascontiguousarray(getattr(balances, name), "<i8")))
         return self._sha.hexdigest()
 
 
@@ -113,6 +113,7 @@ def format_table(summary: dict) -> str:
         ("invariants", ", ".join(f"{k} {'held' if v else 'BROKEN'}" for k, v in inv.items())),
         ("strict-serial divergence", "n/a" if divergence is None else f"{divergence:.4%} of rows"),
         ("memory per account", f"{summary['engine_bytes_per_account']:.1f} bytes in the shards"),
+        ("memory per windowed id", _bytes_per_id(summary.get("engine_bytes_per_windowed_id"))),
     ]
     payment = summary.get("payment_latency_ms")
     if payment:
@@ -135,3 +136,8 @@ def format_table(summary: dict) -> str:
 
 def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _bytes_per_id(value) -> str:
+    return ("n/a (no id was ever in the window)" if value is None
+            else f"{value:.1f} bytes in the id tables (fields in the id log, on disk)")

@@ -426,6 +426,7 @@ def _summary(accounts, facts: WorkloadFacts, result: EngineResult, results: _Res
         "invariant_boundaries_checked": int(m.boundaries_checked),
         "invariant_violations": violations[:VIOLATIONS_LISTED_MAX],
         "engine_bytes_per_account": m.bytes_per_account,
+        "engine_bytes_per_windowed_id": m.bytes_per_windowed_id,
         "accounts": len(accounts),
         "result_sha256": results.digest.finish(result.balances),
         "configuration": {**configuration, **host_info, "shards": options.shards,

@@ -21,9 +21,10 @@ from xpay.plan.shape import Shape, shape_of, uniform_shape
 
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration-2core.json")
 # Shard memory, measured by the engine (summary.json bytes_per_account) and by the shard's
-# tables (sim.shard_state): 25.5 bytes an account (26 here), 192 bytes a transfer id in the window.
+# tables (sim.shard_state): 25.5 bytes an account (26 here), 30 bytes a transfer id in the window
+# (summary.json engine_bytes_per_windowed_id; the ids' fields wait on disk, 48 bytes each).
 BYTES_PER_ACCOUNT = 26
-BYTES_PER_WINDOWED_ID = 192
+BYTES_PER_WINDOWED_ID = 30
 HEADROOM = 0.7  # plan for this fraction of predicted capacity (30% headroom)
 
 
