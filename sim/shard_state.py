@@ -68,6 +68,9 @@ TABLE_SLOTS_MIN = 1024
 # swept or grown past 3/4 full.
 ID_TABLE_LOAD_MAX = 3 / 4
 ID_SLOTS_PER_LIVE_RECORD = 1.7
+# Once records leave the window, a table this many times larger than its window needs is
+# rebuilt to fit (one pause; sweeps then cost in proportion to the window, not the burst).
+ID_TABLE_SHRINK = 4
 SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch
 
 
@@ -426,6 +429,14 @@ class ShardState:
         self.pending_used -= removed
 
     def _reserve_id_table(self, incoming: int) -> None:
+        fitted = id_capacity(self.windowed_ids + incoming)
+        if self.id_floor_moved and len(self.id_table) > ID_TABLE_SHRINK * fitted:
+            # the window emptied out (a burst, such as the funding epochs, left it): a table
+            # sized for the burst would cost every later epoch a sweep slice of its size
+            self.id_table, self.id_used = K.rebuild_table(
+                self.id_table, fitted, *K.id_window_arguments(self.id_floor), *K.ID_WINDOW_COLUMNS)
+            self.id_sweep_cursor = 0
+            return
         if not needs_sweep(self.id_used, incoming, len(self.id_table), ID_TABLE_LOAD_MAX):
             return
         self.id_table, self.id_used = _swept(self.id_table, K.ID_WINDOW_COLUMNS, incoming,

@@ -82,3 +82,36 @@ def test_the_id_table_costs_at_most_32_bytes_per_windowed_id():
     result = Engine(accounts, hosts, window).run(split_epochs(transfers))
     assert result.metrics.bytes_per_windowed_id is not None
     assert 16 <= result.metrics.bytes_per_windowed_id <= 32
+
+
+def test_after_a_burst_leaves_the_window_the_id_table_shrinks_and_answers_the_same():
+    """A 60k-id burst then small epochs: once the burst is out of the window the table is
+    rebuilt to fit, and every status (retries of burst ids inside and past the window
+    included) equals the reference ledger's."""
+    from sim.columns import Accounts, Transfers
+    from sim.engine import Engine, local_hosts, split_epochs, table_hint
+    from sim.reference import run_reference
+
+    rng = np.random.default_rng(11)
+    window, burst, small, epochs = 3, 60_000, 300, 12
+    accounts = Accounts.from_columns(id=np.arange(1, 101), ledger=np.ones(100), flags=np.zeros(100))
+    sizes = [burst] + [small] * epochs
+    n = sum(sizes)
+    ids = rng.permutation(np.arange(1, 10 * n))[:n]
+    epoch = np.repeat(np.arange(len(sizes)), sizes)
+    retry = np.flatnonzero((epoch > 0) & (rng.random(n) < 0.2))  # re-sent burst ids, some changed
+    ids[retry] = ids[rng.integers(0, burst, len(retry))]
+    debit = rng.integers(1, 101, n)
+    amount = rng.integers(1, 5, n)
+    amount[retry[::2]] += 1
+    transfers = Transfers.from_columns(
+        id=ids, epoch=epoch, sim_time_us=np.arange(n), debit_account=debit,
+        credit_account=debit % 100 + 1, amount=amount, ledger=np.ones(n), code=np.ones(n),
+        flags=np.zeros(n), pending_id=np.zeros(n), timeout_s=np.zeros(n))
+    hosts = local_hosts(accounts, 2, window, table_hint(transfers, window, 2))
+    capacity_before = sum(len(s.id_table) for s in hosts.states)
+    result = Engine(accounts, hosts, window).run(split_epochs(transfers))
+    expected = run_reference(accounts, transfers, window_epochs=window)
+    np.testing.assert_array_equal(result.status, expected.status)
+    assert result.balances.equals(expected.balances)
+    assert sum(len(s.id_table) for s in hosts.states) < capacity_before / 8
