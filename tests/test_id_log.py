@@ -35,28 +35,27 @@ def test_reads_give_back_what_was_appended_while_the_window_moves(steps, data):
         log.close()
 
 
-def test_a_large_gather_reads_in_chunks_and_keeps_order():
-    log = IdLog()
-    try:
-        log.append(rows_from(0, 300_000))
-        log.forget_before(1000)
-        wanted = np.random.default_rng(3).integers(1000, 300_000, 50_000)
-        assert np.array_equal(log.read(wanted), rows_from(0, 300_000)[wanted])
-    finally:
-        log.close()
+@pytest.fixture
+def log():
+    opened = IdLog()
+    yield opened
+    opened.close()
 
 
-def test_forgotten_positions_are_refused():
-    log = IdLog()
-    try:
-        log.append(rows_from(0, 100))
-        log.forget_before(50)
-        with pytest.raises(ValueError, match="outside"):
-            log.read(np.array([10]))
-        with pytest.raises(ValueError, match="outside"):
-            log.read(np.array([100]))
-    finally:
-        log.close()
+def test_a_large_gather_reads_in_chunks_and_keeps_order(log):
+    log.append(rows_from(0, 300_000))
+    log.forget_before(1000)
+    wanted = np.random.default_rng(3).integers(1000, 300_000, 50_000)
+    assert np.array_equal(log.read(wanted), rows_from(0, 300_000)[wanted])
+
+
+def test_forgotten_positions_are_refused(log):
+    log.append(rows_from(0, 100))
+    log.forget_before(50)
+    with pytest.raises(ValueError, match="outside"):
+        log.read(np.array([10]))
+    with pytest.raises(ValueError, match="outside"):
+        log.read(np.array([100]))
 
 
 def test_the_id_table_costs_at_most_32_bytes_per_windowed_id():
