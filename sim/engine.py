@@ -503,7 +503,6 @@ class Engine:
             # the shard keeps its accounts grouped by hash bucket (sim.hashtable.account_layout)
             order, _ = account_layout(keys[mine], account_bucket_count(len(mine)))
             mine = mine[order]
-            del order
             if not np.array_equal(keys[mine], state.keys):
                 raise RuntimeError(f"shard {s} answered with accounts in another order than its layout")
             for column, values in zip(columns, state.balances.T):

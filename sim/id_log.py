@@ -27,19 +27,14 @@ class IdLog:
     """Rows of FIELD_COUNT int64 fields at positions [start, end); positions before start are
     forgotten (their bytes reused)."""
 
-    def __init__(self, capacity_rows: int = LOG_ROWS_MIN, directory: str | None = None):
-        self.directory = directory
+    def __init__(self, capacity_rows: int = LOG_ROWS_MIN):
         self.capacity = max(int(capacity_rows), LOG_ROWS_MIN)
-        self.file = tempfile.TemporaryFile(prefix="xpay-ids-", dir=directory)
+        self.file = tempfile.TemporaryFile(prefix="xpay-ids-")  # in $TMPDIR
         self.start = 0
         self.end = 0
 
     def close(self) -> None:
         self.file.close()
-
-    @property
-    def nbytes_on_disk(self) -> int:
-        return self.capacity * ROW_BYTES
 
     def append(self, fields: np.ndarray) -> int:
         """Log rows (an [n, FIELD_COUNT] int64 array) at the next positions; returns the first."""
@@ -118,7 +113,7 @@ class IdLog:
         old = IdLog.__new__(IdLog)
         old.__dict__.update(self.__dict__)
         self.capacity = max(2 * int(rows_needed), LOG_ROWS_MIN)
-        self.file = tempfile.TemporaryFile(prefix="xpay-ids-", dir=self.directory)
+        self.file = tempfile.TemporaryFile(prefix="xpay-ids-")
         try:
             for first in range(old.start, old.end, COPY_ROWS):
                 count = min(COPY_ROWS, old.end - first)

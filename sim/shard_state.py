@@ -21,8 +21,8 @@ account holding a pending amount, so an account with none costs nothing there. A
 in the idempotency window costs a [key, log position] slot of the id table, 16 bytes, sized
 at ID_SLOTS_PER_LIVE_RECORD slots per windowed id (27.2 bytes, x 1.1 for the size hint's
 margin); its fields wait on disk in the shard's id log (sim.id_log) for a retry to be
-compared with. Pending transfers cost 3 x 96 bytes. Both tables are swept in place, a slice per epoch, so long runs neither grow nor
-pause to rebuild.
+compared with. Pending transfers cost 3 x 96 bytes. Both tables are swept in place, a slice
+per epoch, so long runs neither grow nor pause to rebuild.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from sim.hashtable import account_bucket_count, account_layout, table_capacity
 from sim.id_log import COPY_ROWS, IdLog
 from sim.wire import (
     EXPIRED_SIDE_AMOUNT,
+    EXPIRED_SIDE_KEY,
     FIELD_COUNT,
     ID_ROW_FIELDS,
-    EXPIRED_SIDE_KEY,
     SIDE_GLOBAL_ROW,
     SIDE_PENDING_DELTA,
     SIDE_POSITION,
@@ -113,8 +113,7 @@ class ShardState:
 
     def __init__(self, shard_index: int, shard_count: int, account_ids: np.ndarray,
                  account_ledgers: np.ndarray, account_flags: np.ndarray,
-                 ledger_values: np.ndarray, window_epochs: int, hint: TableHint = TableHint(),
-                 scratch_dir: str | None = None):
+                 ledger_values: np.ndarray, window_epochs: int, hint: TableHint = TableHint()):
         assert 0 <= shard_index < shard_count
         assert len(account_ids) < 2**31, "a shard holds at most 2**31-1 accounts (int32 positions)"
         assert len(ledger_values) <= LEDGER_SLOTS_MAX, "too many distinct ledgers"
@@ -140,13 +139,10 @@ class ShardState:
         # Every id row checked gets the next position of the id log. (epoch, first position,
         # ids recorded) of each epoch that logged rows, oldest first, while that epoch is within
         # the window: a record is within the window when its position is at or after the first
-        # one's (the floor), and the ids in the window are the sum of the recorded counts (a
-        # record is only ever replaced once out of the window). Sweeping is skipped while
-        # nothing has left the window.
-        self.id_log = IdLog(2 * hint.live_ids, scratch_dir)
+        # one's (the floor, id_floor), and the ids in the window are the sum of the recorded
+        # counts (a record is only ever replaced once out of the window).
+        self.id_log = IdLog(2 * hint.live_ids)
         self.id_epochs: deque[tuple[int, int, int]] = deque()
-        self.id_floor = 0
-        self.id_floor_moved = False
         self.windowed_ids = 0
         self.id_peak = (0, len(self.id_table))  # (most ids in the window, table slots then)
         self.pending_sweep_cursor = 0
@@ -234,14 +230,18 @@ class ShardState:
             status[rows] = np.where(same, EXISTS, EXISTS_WITH_DIFFERENT_FIELDS)
         return status
 
+    @property
+    def id_floor(self) -> int:
+        """The first log position within the window: the log forgets the rows before it. It
+        moves past 0 once the first epoch that logged ids has left the window."""
+        return self.id_log.start
+
     def _advance_id_floor(self) -> None:
-        """Move the floor past the epochs that left the window; the log forgets their rows."""
+        """Move the floor past the epochs that left the window."""
         epochs = self.id_epochs
         while epochs and not _within_window(int(self.epoch), epochs[0][0], self.window_epochs):
             self.windowed_ids -= epochs.popleft()[2]
-            self.id_floor_moved = True
-        self.id_floor = epochs[0][1] if epochs else self.id_log.end
-        self.id_log.forget_before(self.id_floor)
+        self.id_log.forget_before(epochs[0][1] if epochs else self.id_log.end)
 
     # --- call 2 ---------------------------------------------------------------------------
     def evaluate(self, expired_debit: np.ndarray, expired_credit: np.ndarray,
@@ -339,12 +339,10 @@ class ShardState:
             ("held_used", self.held_used),
             ("id_capacity", len(self.id_table)), ("id_slots", id_slots), ("id_rows", id_rows),
             ("id_used", self.id_used), ("id_sweep_cursor", self.id_sweep_cursor),
-            ("id_live", live), ("id_fields", id_fields), ("id_log_end", self.id_log.end),
-            ("id_floor", self.id_floor),
+            ("id_live", live), ("id_fields", id_fields), ("id_log_start", self.id_log.start),
+            ("id_log_end", self.id_log.end),
             ("id_epochs", np.array(self.id_epochs, np.int64).reshape(-1, 3)),
-            ("windowed_ids", self.windowed_ids), ("id_peak_ids", self.id_peak[0]),
-            ("id_peak_slots", self.id_peak[1]),
-            ("id_floor_moved", int(self.id_floor_moved)),
+            ("id_peak_ids", self.id_peak[0]), ("id_peak_slots", self.id_peak[1]),
             ("pending_capacity", len(self.pending_table)), ("pending_slots", pending_slots),
             ("pending_rows", pending_rows), ("pending_used", self.pending_used),
             ("pending_sweep_cursor", self.pending_sweep_cursor),
@@ -363,12 +361,10 @@ class ShardState:
         self.epoch = None if saved["epoch"] is None else np.int64(saved["epoch"])
         self.ahead = None
         self.id_epochs = deque((int(e), int(p), int(r)) for e, p, r in saved["id_epochs"])
-        self.windowed_ids = int(saved["windowed_ids"])
+        self.windowed_ids = sum(r for _, _, r in self.id_epochs)
         self.id_peak = (int(saved["id_peak_ids"]), int(saved["id_peak_slots"]))
-        self.id_floor_moved = bool(saved["id_floor_moved"])
-        self.id_floor = int(saved["id_floor"])
         self._restore_id_log(saved["id_rows"][saved["id_live"], K.ID_POSITION], saved["id_fields"],
-                             int(saved["id_log_end"]))
+                             int(saved["id_log_start"]), int(saved["id_log_end"]))
         self.posted[:] = saved["posted"]
         self.held = np.zeros((saved["held_capacity"], K.HELD_TABLE_COLUMNS), np.int64)
         self.held[saved["held_slots"]] = saved["held_rows"]
@@ -388,11 +384,10 @@ class ShardState:
         self.heap_time[:self.heap_size] = saved["heap_time"]
         self.heap_key[:self.heap_size] = saved["heap_key"]
 
-    def _restore_id_log(self, positions: np.ndarray, fields: np.ndarray, end: int) -> None:
-        """A fresh id log holding `fields` at `positions` (the windowed ids), ending at `end`."""
-        floor = self.id_floor
+    def _restore_id_log(self, positions: np.ndarray, fields: np.ndarray, floor: int, end: int) -> None:
+        """A fresh id log over [floor, end) holding `fields` at `positions` (the windowed ids)."""
         self.id_log.close()
-        self.id_log = IdLog(2 * max(end - floor, 1), self.id_log.directory)
+        self.id_log = IdLog(2 * max(end - floor, 1))
         self.id_log.start = self.id_log.end = floor
         order = np.argsort(positions, kind="stable")
         positions, fields = positions[order], fields[order]
@@ -409,10 +404,11 @@ class ShardState:
         """Room in the held table for `incoming` more accounts (a rebuild, rarely)."""
         if needs_sweep(self.held_used, incoming, len(self.held)):
             self.held = K.rehash(self.held, held_capacity(2 * (self.held_used + incoming)))
+
     def _sweep_id_table(self) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds),
         once any record can be stale."""
-        if not self.id_floor_moved:
+        if self.id_floor == 0:
             return
         count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
         self.id_sweep_cursor, removed = K.sweep_step(
@@ -429,18 +425,19 @@ class ShardState:
         self.pending_used -= removed
 
     def _reserve_id_table(self, incoming: int) -> None:
+        """Rebuild the id table (records out of the window dropped) when it is too full for
+        `incoming` more, or, once records have left the window, ID_TABLE_SHRINK times larger
+        than the window needs (a burst such as the funding epochs left it: sweeps would cost
+        every later epoch a slice of the burst's size). The ids in the window are counted, so
+        the rebuilt size is known up front: what they need, or the table's own if larger and
+        not oversized."""
         fitted = id_capacity(self.windowed_ids + incoming)
-        if self.id_floor_moved and len(self.id_table) > ID_TABLE_SHRINK * fitted:
-            # the window emptied out (a burst, such as the funding epochs, left it): a table
-            # sized for the burst would cost every later epoch a sweep slice of its size
-            self.id_table, self.id_used = K.rebuild_table(
-                self.id_table, fitted, *K.id_window_arguments(self.id_floor), *K.ID_WINDOW_COLUMNS)
-            self.id_sweep_cursor = 0
+        oversized = self.id_floor > 0 and len(self.id_table) > ID_TABLE_SHRINK * fitted
+        if not oversized and not needs_sweep(self.id_used, incoming, len(self.id_table), ID_TABLE_LOAD_MAX):
             return
-        if not needs_sweep(self.id_used, incoming, len(self.id_table), ID_TABLE_LOAD_MAX):
-            return
-        self.id_table, self.id_used = _swept(self.id_table, K.ID_WINDOW_COLUMNS, incoming,
-                                             *K.id_window_arguments(self.id_floor), ID_SLOTS_PER_LIVE_RECORD)
+        capacity = fitted if oversized else max(fitted, len(self.id_table))
+        self.id_table, self.id_used = K.rebuild_table(
+            self.id_table, capacity, *K.id_window_arguments(self.id_floor), *K.ID_WINDOW_COLUMNS)
 
     def _reserve_pending_table(self, incoming: int, epoch: np.int64) -> None:
         if self.heap_size + incoming > len(self.heap_time):
@@ -460,11 +457,10 @@ def _within_window(epoch_now: int, epoch_then: int, window: int) -> bool:
     return (epoch_now - epoch_then) % (1 << 64) <= window
 
 
-def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int,
-           per_record: float = TABLE_SLOTS_PER_LIVE_RECORD) -> tuple:
+def _swept(table: np.ndarray, window_columns: tuple, incoming: int, epoch: np.int64, window: int) -> tuple:
     """The table without records past their window, grown if the live ones need the room."""
     swept, live = K.rebuild_table(table, len(table), epoch, window, *window_columns)
-    capacity = records_capacity(live + incoming, per_record)
+    capacity = records_capacity(live + incoming)
     if capacity > len(swept):
         swept, live = K.rebuild_table(swept, capacity, epoch, window, *window_columns)
     return swept, live
