@@ -71,7 +71,13 @@ ID_SLOTS_PER_LIVE_RECORD = 1.7
 # Once records leave the window, a table this many times larger than its window needs is
 # rebuilt to fit (one pause; sweeps then cost in proportion to the window, not the burst).
 ID_TABLE_SHRINK = 4
-SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch
+SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch...
+# ...or, in a table much larger than its inserts need (sized for a burst, or by a generous
+# hint), SWEEP_SLOTS_PER_INSERT slots per record inserted (at least SWEEP_SLOTS_MIN): an
+# epoch's upkeep then costs in proportion to its rows, not to the table. Stale records left
+# unswept then fill at most 1/SWEEP_SLOTS_PER_INSERT of the table.
+SWEEP_SLOTS_PER_INSERT = 16
+SWEEP_SLOTS_MIN = 1024
 
 
 def records_capacity(live_records: int, per_record: float = TABLE_SLOTS_PER_LIVE_RECORD) -> int:
@@ -80,6 +86,12 @@ def records_capacity(live_records: int, per_record: float = TABLE_SLOTS_PER_LIVE
 
 def id_capacity(live_ids: int) -> int:
     return records_capacity(live_ids, ID_SLOTS_PER_LIVE_RECORD)
+
+
+def sweep_slots(capacity: int, incoming: int) -> int:
+    """Slots to sweep this epoch in a table of `capacity` that takes `incoming` records."""
+    per_pass = -(-capacity // SWEEP_PASS_EPOCHS)
+    return min(per_pass, max(SWEEP_SLOTS_MIN, SWEEP_SLOTS_PER_INSERT * incoming))
 
 
 def needs_sweep(used: int, incoming: int, capacity: int, load_max: float = TABLE_LOAD_MAX) -> bool:
@@ -202,7 +214,7 @@ class ShardState:
             return BeginAnswer(settled, None)
         self.epoch = np.int64(epoch)
         self._advance_id_floor()
-        self._sweep_id_table()
+        self._sweep_id_table(len(id_rows))
         self._reserve_id_table(len(id_rows))
         expired, self.heap_size = K.expire_pending(
             self.pending_table, self.heap_time, self.heap_key, self.heap_size, np.int64(start_us), self.epoch)
@@ -282,7 +294,7 @@ class ShardState:
                 overdrawn = int(self.keys[overdrawn_at])
         if overflow is not None:
             return CommitAnswer(overflow, None, None)
-        self._sweep_pending_table(np.int64(commit.epoch))
+        self._sweep_pending_table(np.int64(commit.epoch), len(commit.pending_rows))
         self._reserve_pending_table(len(commit.pending_rows), np.int64(commit.epoch))
         K.resolve_pending(self.pending_table, commit.resolve_rows, np.int64(commit.epoch))
         added, self.heap_size = K.create_pending(
@@ -405,20 +417,20 @@ class ShardState:
         if needs_sweep(self.held_used, incoming, len(self.held)):
             self.held = K.rehash(self.held, held_capacity(2 * (self.held_used + incoming)))
 
-    def _sweep_id_table(self) -> None:
+    def _sweep_id_table(self, incoming: int) -> None:
         """Drop a slice of stale ids in place each epoch (a pause-free alternative to rebuilds),
-        once any record can be stale."""
+        once any record can be stale; `incoming` ids arrive this epoch (see sweep_slots)."""
         if self.id_floor == 0:
             return
-        count = -(-len(self.id_table) // SWEEP_PASS_EPOCHS)
+        count = sweep_slots(len(self.id_table), incoming)
         self.id_sweep_cursor, removed = K.sweep_step(
             self.id_table, self.id_sweep_cursor, count, *K.id_window_arguments(self.id_floor),
             *K.ID_WINDOW_COLUMNS)
         self.id_used -= removed
 
-    def _sweep_pending_table(self, epoch: np.int64) -> None:
+    def _sweep_pending_table(self, epoch: np.int64, incoming: int) -> None:
         """The same for pending transfers resolved longer than the window ago."""
-        count = -(-len(self.pending_table) // SWEEP_PASS_EPOCHS)
+        count = sweep_slots(len(self.pending_table), incoming)
         self.pending_sweep_cursor, removed = K.sweep_step(
             self.pending_table, self.pending_sweep_cursor, count, epoch, self.window_epochs,
             *K.PENDING_WINDOW_COLUMNS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from sim import shard_kernels as K
@@ -96,3 +97,34 @@ def test_id_window_is_the_floor(capacity, data, floor):
     rebuilt, live = K.rebuild_table(filled_table(capacity, keys, positions), capacity,
                                     *K.id_window_arguments(floor), *K.ID_WINDOW_COLUMNS)
     assert live == len(kept)
+
+
+def test_an_oversized_table_is_swept_in_proportion_to_its_inserts():
+    from sim.shard_state import SWEEP_PASS_EPOCHS, SWEEP_SLOTS_MIN, SWEEP_SLOTS_PER_INSERT, sweep_slots
+
+    assert sweep_slots(1 << 20, 0) == SWEEP_SLOTS_MIN
+    assert sweep_slots(1 << 20, 100) == max(SWEEP_SLOTS_MIN, 100 * SWEEP_SLOTS_PER_INSERT)
+    assert sweep_slots(1 << 10, 100) == (1 << 10) // SWEEP_PASS_EPOCHS  # never more than a slice
+    assert sweep_slots(1 << 24, 1 << 20) == (1 << 24) // SWEEP_PASS_EPOCHS
+
+
+@pytest.mark.parametrize("seed, window", [(0, 1), (1, 2), (2, 4)])
+def test_oversized_tables_answer_as_the_reference(seed, window):
+    """Tables sized 64x what the run needs (a generous hint, or a burst long gone): statuses
+    and balances equal the reference ledger's, although stale records now go a few slots per
+    insert instead of a 1/32 slice per epoch; the pending table is never rebuilt to make room
+    (the id table shrinks to fit once ids leave the window, test_id_log)."""
+    from tests.adversarial import adversarial_workload
+    from sim.engine import Engine, local_hosts, split_epochs
+    from sim.reference import run_reference
+    from sim.shard_state import TableHint
+
+    accounts, transfers = adversarial_workload(seed, 1500)
+    hint = TableHint(live_ids=64 * len(transfers), live_pending=64 * len(transfers))
+    hosts = local_hosts(accounts, 2, window, hint)
+    capacity = [len(s.pending_table) for s in hosts.states]
+    result = Engine(accounts, hosts, window).run(split_epochs(transfers))
+    expected = run_reference(accounts, transfers, window_epochs=window)
+    np.testing.assert_array_equal(result.status, expected.status)
+    assert result.balances.equals(expected.balances)
+    assert [len(s.pending_table) for s in hosts.states] == capacity
