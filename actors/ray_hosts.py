@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.faults import ACTOR_POINTS, DELAY_SECONDS, FaultPlan
-from actors.transport import Arena, ArenaReader, arenas_available, remove_orphan_arenas
+from actors.transport import Arena, ArenaReader, arenas_available, pack, remove_orphan_arenas, unpack
 from sim.durability import Durability, prepare_data_dir
 from sim.columns import Accounts
 from sim.engine import check_shard_count
@@ -286,12 +286,12 @@ class RayHosts:
         if not self._via_arena(s):
             return actor.call.remote(method, seq, die_at, *args)
         path, encoded = self.writers[s].write(tuple(args))
-        return actor.call_arena.remote(method, seq, die_at, path, encoded)
+        return actor.call_arena.remote(pack(method, seq, die_at, path, encoded))
 
     def _receive(self, s: int, ref) -> ShardReply:
         answer = ray.get(ref)
-        if not isinstance(answer, ShardReply):  # (arena path, encoded): sent through its arena
-            path, encoded = answer
+        if not isinstance(answer, ShardReply):  # packed (arena path, encoded): through its arena
+            path, encoded = unpack(answer)
             answer = self.readers[s].read(path, encoded, copy=True)
         return answer
 

@@ -23,7 +23,7 @@ import time
 import ray
 
 from actors.faults import DEATH_NOTE, FAULT_MARKER_PREFIX, SELF_KILLS_FILE, STARTS_FILE
-from actors.transport import Arena, ArenaReader
+from actors.transport import Arena, ArenaReader, pack, unpack
 from sim.durability import Durability, DurableShard
 from sim.shard_state import ShardState
 from sim.warmup import warm_up
@@ -161,14 +161,18 @@ class ShardActor:
     def call(self, method: str, seq: int | None, die_at: str | None, *args):
         return self._apply(method, seq, args, die_at)
 
-    def call_arena(self, method: str, seq: int | None, die_at: str | None, path: str, encoded_args: tuple):
+    def call_arena(self, message: bytes) -> bytes:
+        """call() with its arguments in this shard's input arena; message: the packed
+        (method, seq, die_at, arena path, encoded arguments); the answer goes back the same
+        way, packed (arena path, encoded answer)."""
         t0 = time.perf_counter()
+        method, seq, die_at, path, encoded_args = unpack(message)
         args = self.reader.read(path, encoded_args, copy=False)
         t1 = time.perf_counter()
         answer = self._apply(method, seq, args, die_at)
         del args
         t2 = time.perf_counter()
-        out = self.writer.write(answer)
+        out = pack(*self.writer.write(answer))
         t3 = time.perf_counter()
         self.seconds["decode"] += t1 - t0
         self.seconds[method] += t2 - t1

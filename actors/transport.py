@@ -8,6 +8,12 @@ call carries only a small manifest of (offset, dtype, shape), and the receiver m
 Ray still schedules, orders and supervises the calls. Off-node (``--address`` to a cluster),
 arguments travel through the object store as usual.
 
+The manifest itself travels as one bytes object (pack/unpack below): Ray submits a call whose
+only argument is bytes ~4x faster than one with a tuple of dataclasses and small arrays to
+serialize (measured here: 143 against 526 us a call, 1.2 against 1.9 ms a round trip). Those
+bytes are a pickle made by the driver or a shard actor of this run, for the other: never
+anything read from a user's file (Ray pickles every call's arguments the same way).
+
 Safety of reuse: calls to one shard are strictly sequential (the driver collects each result
 before it sends that shard anything else), the actor keeps no view of an argument past the
 call, and the driver copies every result out of the arena when it decodes it.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import os
+import pickle
 import uuid
 from dataclasses import dataclass
 
@@ -80,6 +87,16 @@ class Arena:
             os.unlink(self.path)
         self.path = None
         self.size = 0
+
+
+def pack(*parts) -> bytes:
+    """One call's or answer's manifest (paths, encoded values, small fields) as bytes."""
+    return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(message: bytes) -> tuple:
+    """pack's parts back; only for bytes a process of this run packed (see the module doc)."""
+    return pickle.loads(message)
 
 
 def remove_orphan_arenas() -> int:
