@@ -24,7 +24,15 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.faults import ACTOR_POINTS, DELAY_SECONDS, FaultPlan
-from actors.transport import Arena, ArenaReader, arenas_available, pack, remove_orphan_arenas, unpack
+from actors.transport import (
+    Arena,
+    ArenaReader,
+    CallLines,
+    arenas_available,
+    pack,
+    remove_orphan_arenas,
+    unpack,
+)
 from sim.durability import Durability, prepare_data_dir
 from sim.columns import Accounts
 from sim.engine import check_shard_count
@@ -35,6 +43,7 @@ from sim.shard_state import TableHint
 from sim.warmup import warm_up
 from sim.wire import APPLIED, DUPLICATE, SEQUENCED_CALLS, STALE, ShardReply, check_accepted
 
+ON_LINE = "on the call line"  # a handle: the answer comes back on the shard's call line
 OBJECT_STORE_BYTES_DEFAULT = 2 * 1024**3
 # Shard actors spread over the cluster's nodes (Ray's SPREAD scheduling strategy: best effort,
 # one node fills only when the others have no room); on one machine all land on it.
@@ -188,7 +197,8 @@ class RayHosts:
     """
 
     def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
-                 hint: TableHint = TableHint(), use_arenas: bool = True, reuse: list | None = None,
+                 hint: TableHint = TableHint(), use_arenas: bool = True, use_lines: bool = True,
+                 reuse: list | None = None,
                  durability: Durability = Durability(), faults: FaultPlan | None = None,
                  fresh: bool = True):
         """reuse: live ShardActor handles to reset and use (at least shard_count; not killed).
@@ -237,6 +247,13 @@ class RayHosts:
         self.readers = [ArenaReader() for _ in range(shard_count)]
         self._history = []  # the last two answered calls: (method, seq, args_per_shard)
         self._down_since = {}  # shard -> time.time() of its kill by the driver
+        self.lines = None
+        if use_lines and self.transport == "arena" and self.faults.empty and durability.data_dir is None:
+            self.lines = CallLines(shard_count)
+            ray.get([a.open_line.remote(self.lines.address(s), self.lines.authkey)
+                     for s, a in enumerate(self.actors)])
+            for s in range(shard_count):
+                self.lines.connect(s)
 
     # --- placement ----------------------------------------------------------------------------
     def _via_arena(self, s: int) -> bool:
@@ -248,6 +265,11 @@ class RayHosts:
         """"arena", "object_store", or "mixed" when only some shards share the driver's node."""
         kinds = {"arena" if self._via_arena(s) else "object_store" for s in range(self.shard_count)}
         return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    @property
+    def calls(self) -> str:
+        """How calls reach the shards: "line" (actors.transport call lines) or "ray" (actor calls)."""
+        return "ray" if self.lines is None else "line"
 
     def placement(self) -> dict:
         """Where each shard runs (for summary.json): Ray node id and address, and its transport."""
@@ -286,14 +308,33 @@ class RayHosts:
         if not self._via_arena(s):
             return actor.call.remote(method, seq, die_at, *args)
         path, encoded = self.writers[s].write(tuple(args))
-        return actor.call_arena.remote(pack(method, seq, die_at, path, encoded))
+        message = pack(method, seq, die_at, path, encoded)
+        if self.lines is not None:
+            try:
+                self.lines.send(s, message)
+            except OSError as error:
+                raise self._line_lost(s, error) from None
+            return ON_LINE
+        return actor.call_arena.remote(message)
 
     def _receive(self, s: int, ref) -> ShardReply:
-        answer = ray.get(ref)
+        if ref is ON_LINE:
+            try:
+                answer = self.lines.receive(s)
+            except (EOFError, OSError) as error:
+                raise self._line_lost(s, error) from None
+        else:
+            answer = ray.get(ref)
         if not isinstance(answer, ShardReply):  # packed (arena path, encoded): through its arena
             path, encoded = unpack(answer)
             answer = self.readers[s].read(path, encoded, copy=True)
         return answer
+
+    @staticmethod
+    def _line_lost(s: int, error: Exception) -> ShardLost:
+        return ShardLost(f"shard {s} hung up its call line ({type(error).__name__}): it died, and"
+                         " there is no --data-dir to recover it from; run with --data-dir DIR for"
+                         " durable shards")
 
     def _kill(self, s: int) -> None:
         """Kill shard s's actor process now; Ray restarts it (fault injection)."""
@@ -409,6 +450,9 @@ class RayHosts:
         return ray.get([a.durability_stats.remote() for a in self.actors])
 
     def close(self) -> None:
+        if self.lines is not None:
+            self.lines.close()
+            self.lines = None
         if self.actors:
             try:
                 ray.get([a.close.remote() for a in self.actors])

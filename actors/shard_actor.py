@@ -18,12 +18,13 @@ from __future__ import annotations
 import collections
 import gc
 import os
+import threading
 import time
 
 import ray
 
 from actors.faults import DEATH_NOTE, FAULT_MARKER_PREFIX, SELF_KILLS_FILE, STARTS_FILE
-from actors.transport import Arena, ArenaReader, pack, unpack
+from actors.transport import Arena, ArenaReader, pack, serve_line, unpack
 from sim.durability import Durability, DurableShard
 from sim.shard_state import ShardState
 from sim.warmup import warm_up
@@ -124,6 +125,7 @@ class ShardActor:
         self.reader = ArenaReader()
         self.writer = Arena(f"s{self.state.shard_index}-out")
         self.seconds = collections.defaultdict(float)
+        self.calls = threading.Lock()  # Ray's thread or the call line's: one call at a time
         self.start_seconds = time.perf_counter() - started
         gc.freeze()  # see sim.engine.Engine.run: no full collection walks the start-up heap
 
@@ -159,12 +161,23 @@ class ShardActor:
         return ShardReply(outcome, self.durable.seq, os.getpid(), result)
 
     def call(self, method: str, seq: int | None, die_at: str | None, *args):
-        return self._apply(method, seq, args, die_at)
+        with self.calls:
+            return self._apply(method, seq, args, die_at)
+
+    def open_line(self, address: str, authkey: bytes) -> bool:
+        """Listen for the driver's call line at address (actors.transport); its calls are
+        call_arena's."""
+        serve_line(address, authkey, self.call_arena)
+        return True
 
     def call_arena(self, message: bytes) -> bytes:
         """call() with its arguments in this shard's input arena; message: the packed
         (method, seq, die_at, arena path, encoded arguments); the answer goes back the same
         way, packed (arena path, encoded answer)."""
+        with self.calls:
+            return self._call_arena(message)
+
+    def _call_arena(self, message: bytes) -> bytes:
         t0 = time.perf_counter()
         method, seq, die_at, path, encoded_args = unpack(message)
         args = self.reader.read(path, encoded_args, copy=False)

@@ -308,7 +308,7 @@ def _start_hosts(accounts: Accounts, facts: WorkloadFacts, options: RunOptions, 
     ray_info = start_ray(options.address, authenticated=options.authenticated)
     hosts = RayHosts(accounts, options.shards, options.window_epochs, hint, durability=durability, faults=plan,
                      fresh=fresh)
-    info = {"transport": hosts.transport, "ray": ray_info, "placement": hosts.placement(),
+    info = {"transport": hosts.transport, "calls": hosts.calls, "ray": ray_info, "placement": hosts.placement(),
             "durability": {"data_dir": durability.data_dir, "fsync": durability.fsync,
                            "snapshot_every_epochs": durability.snapshot_every // 2}}
     if options.faulty:
