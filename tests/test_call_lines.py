@@ -59,10 +59,23 @@ def test_a_caller_without_the_key_is_refused_and_the_folder_is_private(lines):
     assert not thread.is_alive() and called == []
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_shard_that_hangs_up_shows_as_the_end_of_the_line(lines):
-    serve_line(lines.address(0), lines.authkey, lambda m: (_ for _ in ()).throw(SystemExit))
+def _serve_then_die(address: str, authkey: bytes) -> None:
+    serve_line(address, authkey, lambda message: os._exit(1)).join()
+
+
+def test_a_shard_process_that_dies_shows_as_the_end_of_the_line(lines):
+    import multiprocessing
+    import time
+
+    process = multiprocessing.get_context("fork").Process(
+        target=_serve_then_die, args=(lines.address(0), lines.authkey))
+    process.start()
+    deadline = time.monotonic() + 30
+    while not os.path.exists(lines.address(0)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     lines.connect(0)
-    lines.send(0, pack("x"))  # SystemExit is not an Exception: the serving thread dies
+    lines.send(0, pack("x"))  # the shard's process exits on it
     with pytest.raises((EOFError, OSError)):
         lines.receive(0)
+    process.join(timeout=30)
+    assert process.exitcode == 1
