@@ -28,6 +28,7 @@ from actors.transport import (
     Arena,
     ArenaReader,
     CallLines,
+    LineLost,
     arenas_available,
     pack,
     remove_orphan_arenas,
@@ -247,13 +248,9 @@ class RayHosts:
         self.readers = [ArenaReader() for _ in range(shard_count)]
         self._history = []  # the last two answered calls: (method, seq, args_per_shard)
         self._down_since = {}  # shard -> time.time() of its kill by the driver
-        self.lines = None
-        if use_lines and self.transport == "arena" and self.faults.empty and durability.data_dir is None:
-            self.lines = CallLines(shard_count)
-            ray.get([a.open_line.remote(self.lines.address(s), self.lines.authkey)
-                     for s, a in enumerate(self.actors)])
-            for s in range(shard_count):
-                self.lines.connect(s)
+        self.lines = CallLines(shard_count) if use_lines and self.use_arenas else None
+        for s in range(shard_count):
+            self._open_line(s)
 
     # --- placement ----------------------------------------------------------------------------
     def _via_arena(self, s: int) -> bool:
@@ -266,10 +263,18 @@ class RayHosts:
         kinds = {"arena" if self._via_arena(s) else "object_store" for s in range(self.shard_count)}
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
+    def _open_line(self, s: int) -> None:
+        """A call line to shard s when it shares the driver's node (actors.transport)."""
+        if self.lines is not None and self._via_arena(s):
+            self.lines.open(s, lambda address, key: ray.get(self.actors[s].open_line.remote(address, key)))
+
     @property
     def calls(self) -> str:
-        """How calls reach the shards: "line" (actors.transport call lines) or "ray" (actor calls)."""
-        return "ray" if self.lines is None else "line"
+        """How calls reach the shards: "line" (actors.transport call lines), "ray" (actor
+        calls) or "mixed" (lines to the shards on the driver's node)."""
+        kinds = {"line" if self.lines is not None and self.lines.up(s) else "ray"
+                 for s in range(self.shard_count)}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
     def placement(self) -> dict:
         """Where each shard runs (for summary.json): Ray node id and address, and its transport."""
@@ -309,32 +314,25 @@ class RayHosts:
             return actor.call.remote(method, seq, die_at, *args)
         path, encoded = self.writers[s].write(tuple(args))
         message = pack(method, seq, die_at, path, encoded)
-        if self.lines is not None:
+        if self.lines is not None and self.lines.up(s):
             try:
                 self.lines.send(s, message)
-            except OSError as error:
-                raise self._line_lost(s, error) from None
+            except LineLost as lost:
+                return lost  # raised when the answer is collected, as a dead actor's would be
             return ON_LINE
         return actor.call_arena.remote(message)
 
     def _receive(self, s: int, ref) -> ShardReply:
         if ref is ON_LINE:
-            try:
-                answer = self.lines.receive(s)
-            except (EOFError, OSError) as error:
-                raise self._line_lost(s, error) from None
+            answer = self.lines.receive(s)
+        elif isinstance(ref, LineLost):
+            raise ref
         else:
             answer = ray.get(ref)
         if not isinstance(answer, ShardReply):  # packed (arena path, encoded): through its arena
             path, encoded = unpack(answer)
             answer = self.readers[s].read(path, encoded, copy=True)
         return answer
-
-    @staticmethod
-    def _line_lost(s: int, error: Exception) -> ShardLost:
-        return ShardLost(f"shard {s} hung up its call line ({type(error).__name__}): it died, and"
-                         " there is no --data-dir to recover it from; run with --data-dir DIR for"
-                         " durable shards")
 
     def _kill(self, s: int) -> None:
         """Kill shard s's actor process now; Ray restarts it (fault injection)."""
@@ -348,7 +346,7 @@ class RayHosts:
         for s, ref in enumerate(handles):
             try:
                 answer = self._receive(s, ref)
-            except RayActorError as error:
+            except (RayActorError, LineLost) as error:
                 answer = self.recover(s, method, seq, args_per_shard[s], error)
             if answer.pid != self.pids[s]:
                 self._restarted(s, answer.pid, method, seq)
@@ -390,7 +388,7 @@ class RayHosts:
         while True:
             try:
                 return ray.get(make_ref()) if raw else self._receive(s, make_ref())
-            except RayActorError as again:
+            except (RayActorError, LineLost) as again:
                 error = again
                 if getattr(again, "actor_init_failed", False):
                     raise ShardLost(f"shard {s} could not start again: {again}") from None
@@ -409,6 +407,7 @@ class RayHosts:
             down_since = info["previous_died_at"]  # it killed itself (a fault point) at that time
         self.pids[s] = pid
         self.nodes[s], self.node_ips[s] = info["node"], info["node_ip"]  # Ray may place it elsewhere
+        self._open_line(s)  # the dead incarnation's line is gone
         restarts = max(info["starts"] - self.starts[s], 1)  # two deaths in a row show as one answer
         self.starts[s] = info["starts"]
         self.report.recoveries.append({
@@ -423,7 +422,7 @@ class RayHosts:
         self.report.duplicates_offered += 1
         try:
             answer = self._receive(s, self._send(s, method, seq, args))
-        except RayActorError:
+        except (RayActorError, LineLost):
             return  # it died in between (a planned kill); recovery covers it on the next call
         if answer.outcome == APPLIED:
             self.report.duplicates_applied += 1

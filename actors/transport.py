@@ -15,13 +15,14 @@ bytes are a pickle made by the driver or a shard actor of this run, for the othe
 anything read from a user's file (Ray pickles every call's arguments the same way).
 
 Call lines: Ray takes ~0.6-0.7 ms on this box to carry a call to an actor and as long to carry
-its answer back, twice an epoch. On the driver's node a run without fault injection or a data
-dir sends its calls down a line instead: one authenticated local connection per shard
-(``multiprocessing.connection``, a Unix socket in a private directory under /dev/shm, an
-HMAC challenge on a random key that the driver hands the actor through Ray), served by a
-thread in the actor. The message is the same packed manifest. Ray still starts, places and
-supervises the actors; a dead shard shows as the line hanging up (the run stops: without a
-data dir there is nothing to recover from).
+its answer back, twice an epoch. So the driver sends its calls to the shards on its node down
+a line instead: one authenticated local connection per shard (``multiprocessing.connection``,
+a Unix socket in a private directory under /dev/shm, an HMAC challenge on a random key that
+the driver hands the actor through Ray), served by a thread in the actor. The message is the
+same packed manifest. Ray still starts, places and supervises the actors. A shard that dies
+shows as its line hanging up (LineLost), handled as a dead actor's call is: without a data dir
+the run stops; with one, Ray restarts the actor, the call goes again as a Ray call, and the new
+incarnation gets a new line.
 
 Safety of reuse: calls to one shard are strictly sequential (the driver collects each result
 before it sends that shard anything else), the actor keeps no view of an argument past the
@@ -112,36 +113,58 @@ def unpack(message: bytes) -> tuple:
     return pickle.loads(message)
 
 
+class LineLost(Exception):
+    """A shard's call line hung up: its process died (or never answered)."""
+
+
 class CallLines:
-    """The driver's ends of the call lines, one per shard (see the module docstring)."""
+    """The driver's ends of the call lines, one per shard (see the module docstring). A line
+    whose shard died is dropped; a restarted shard is given a new one (open)."""
 
     def __init__(self, shard_count: int):
         self.folder = tempfile.mkdtemp(prefix="xpay-lines-", dir=ARENA_DIR)  # mode 0700
         self.authkey = os.urandom(32)
         self.connections = [None] * shard_count
+        self.opened = 0
 
-    def address(self, s: int) -> str:
-        return os.path.join(self.folder, f"s{s}")
+    def open(self, s: int, listen) -> None:
+        """A line to shard s: listen(address, authkey) makes the shard listen there (and
+        returns once it does), then the driver connects."""
+        self.drop(s)
+        self.opened += 1
+        address = os.path.join(self.folder, f"s{s}-{self.opened}")
+        listen(address, self.authkey)
+        self.connections[s] = Client(address, family="AF_UNIX", authkey=self.authkey)
 
-    def connect(self, s: int) -> None:
-        """Connect to shard s once its actor listens (serve_line returned)."""
-        self.connections[s] = Client(self.address(s), family="AF_UNIX", authkey=self.authkey)
+    def up(self, s: int) -> bool:
+        return self.connections[s] is not None
 
     def send(self, s: int, message: bytes) -> None:
-        self.connections[s].send_bytes(message)
+        try:
+            self.connections[s].send_bytes(message)
+        except OSError as error:
+            self.drop(s)
+            raise LineLost(f"shard {s}'s call line hung up ({type(error).__name__})") from None
 
     def receive(self, s: int) -> bytes:
-        """Shard s's answer; raises what the call raised there, EOFError if it hung up."""
-        ok, payload = unpack(self.connections[s].recv_bytes())
+        """Shard s's answer; raises what the call raised there, LineLost if it hung up."""
+        try:
+            ok, payload = unpack(self.connections[s].recv_bytes())
+        except (EOFError, OSError) as error:
+            self.drop(s)
+            raise LineLost(f"shard {s}'s call line hung up ({type(error).__name__})") from None
         if not ok:
             raise payload
         return payload
 
+    def drop(self, s: int) -> None:
+        if self.connections[s] is not None:
+            self.connections[s].close()  # the shard's thread sees the end and stops
+            self.connections[s] = None
+
     def close(self) -> None:
-        for connection in self.connections:
-            if connection is not None:
-                connection.close()  # each shard's thread sees the end and stops
-        self.connections = [None] * len(self.connections)
+        for s in range(len(self.connections)):
+            self.drop(s)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
+import time
 
 import pytest
 from multiprocessing.connection import AuthenticationError, Client
 
-from actors.transport import CallLines, pack, serve_line, unpack
+from actors.transport import CallLines, LineLost, pack, serve_line, unpack
 
 
 def echo_or_raise(message: bytes) -> bytes:
@@ -25,10 +27,19 @@ def lines():
     lines.close()
 
 
+def serving(handler, threads: list | None = None):
+    """A listen(address, key) for CallLines.open that serves in a thread of this process."""
+    def listen(address: str, key: bytes) -> None:
+        thread = serve_line(address, key, handler)
+        if threads is not None:
+            threads.append(thread)
+    return listen
+
+
 def test_calls_and_answers_go_both_ways_and_the_line_ends_when_the_driver_hangs_up(lines):
-    threads = [serve_line(lines.address(s), lines.authkey, echo_or_raise) for s in range(2)]
+    threads = []
     for s in range(2):
-        lines.connect(s)
+        lines.open(s, serving(echo_or_raise, threads))
     for word in ("a", "bb", "x" * 100_000):
         for s in range(2):
             lines.send(s, pack(word))
@@ -40,8 +51,7 @@ def test_calls_and_answers_go_both_ways_and_the_line_ends_when_the_driver_hangs_
 
 
 def test_an_exception_in_the_shard_is_raised_by_the_driver_and_the_line_stays_up(lines):
-    serve_line(lines.address(0), lines.authkey, echo_or_raise)
-    lines.connect(0)
+    lines.open(0, serving(echo_or_raise))
     lines.send(0, pack("boom"))
     with pytest.raises(ValueError, match="the shard refused: boom"):
         lines.receive(0)
@@ -50,32 +60,38 @@ def test_an_exception_in_the_shard_is_raised_by_the_driver_and_the_line_stays_up
 
 
 def test_a_caller_without_the_key_is_refused_and_the_folder_is_private(lines):
-    called = []
-    thread = serve_line(lines.address(0), lines.authkey, lambda m: called.append(m) or m)
+    called, threads = [], []
+    address = os.path.join(lines.folder, "probe")
+    threads.append(serve_line(address, lines.authkey, lambda m: called.append(m) or m))
     assert stat.S_IMODE(os.stat(lines.folder).st_mode) == 0o700
     with pytest.raises(AuthenticationError):
-        Client(lines.address(0), family="AF_UNIX", authkey=os.urandom(32))
-    thread.join(timeout=10)
-    assert not thread.is_alive() and called == []
+        Client(address, family="AF_UNIX", authkey=os.urandom(32))
+    threads[0].join(timeout=10)
+    assert not threads[0].is_alive() and called == []
 
 
 def _serve_then_die(address: str, authkey: bytes) -> None:
     serve_line(address, authkey, lambda message: os._exit(1)).join()
 
 
-def test_a_shard_process_that_dies_shows_as_the_end_of_the_line(lines):
-    import multiprocessing
-    import time
+def test_a_shard_process_that_dies_shows_as_a_lost_line_and_a_new_one_can_be_opened(lines):
+    process = None
 
-    process = multiprocessing.get_context("fork").Process(
-        target=_serve_then_die, args=(lines.address(0), lines.authkey))
-    process.start()
-    deadline = time.monotonic() + 30
-    while not os.path.exists(lines.address(0)) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    lines.connect(0)
+    def listen_in_a_process(address: str, key: bytes) -> None:
+        nonlocal process
+        process = multiprocessing.get_context("fork").Process(target=_serve_then_die, args=(address, key))
+        process.start()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(address) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    lines.open(0, listen_in_a_process)
     lines.send(0, pack("x"))  # the shard's process exits on it
-    with pytest.raises((EOFError, OSError)):
+    with pytest.raises(LineLost, match="hung up"):
         lines.receive(0)
+    assert not lines.up(0)
     process.join(timeout=30)
     assert process.exitcode == 1
+    lines.open(0, serving(echo_or_raise))  # a restarted shard gets a new line
+    lines.send(0, pack("again"))
+    assert unpack(lines.receive(0)) == ("AGAIN",)
