@@ -19,6 +19,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from multiprocessing.connection import AuthenticationError
+
 import numpy as np
 import ray
 from ray.exceptions import RayActorError
@@ -191,7 +193,9 @@ class RayHosts:
     """One ShardActor per shard; calls submitted to all shards at once, collected together.
 
     Bulk arrays go through shared-memory arenas for actors on the driver's node
-    (actors.transport), through the object store otherwise. Mutating calls carry sequence
+    (actors.transport), through the object store otherwise; calls to the actors on the
+    driver's node go down call lines (actors.transport), the others as Ray actor calls.
+    Mutating calls carry sequence
     numbers (1, 2, ...); with a data dir a shard that dies is restarted by Ray, recovers from
     its snapshot and log, and is sent the call again (see recover()). A FaultPlan injects
     kills, delays, duplicates and stale batches at seeded points (actors.faults).
@@ -264,9 +268,15 @@ class RayHosts:
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
     def _open_line(self, s: int) -> None:
-        """A call line to shard s when it shares the driver's node (actors.transport)."""
-        if self.lines is not None and self._via_arena(s):
+        """A call line to shard s when it shares the driver's node (actors.transport). If it
+        cannot be opened (the actor died again while restarting, say), shard s's calls go as
+        Ray calls, which recover it as before."""
+        if self.lines is None or not self._via_arena(s):
+            return
+        try:
             self.lines.open(s, lambda address, key: ray.get(self.actors[s].open_line.remote(address, key)))
+        except (RayActorError, OSError, EOFError, AuthenticationError):
+            self.lines.drop(s)
 
     @property
     def calls(self) -> str:
