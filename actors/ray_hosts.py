@@ -195,15 +195,13 @@ class RayHosts:
     Bulk arrays go through shared-memory arenas for actors on the driver's node
     (actors.transport), through the object store otherwise; calls to the actors on the
     driver's node go down call lines (actors.transport), the others as Ray actor calls.
-    Mutating calls carry sequence
-    numbers (1, 2, ...); with a data dir a shard that dies is restarted by Ray, recovers from
+    Mutating calls carry sequence numbers (1, 2, ...); with a data dir a shard that dies is restarted by Ray, recovers from
     its snapshot and log, and is sent the call again (see recover()). A FaultPlan injects
     kills, delays, duplicates and stale batches at seeded points (actors.faults).
     """
 
     def __init__(self, accounts: Accounts, shard_count: int, window_epochs: int,
-                 hint: TableHint = TableHint(), use_arenas: bool = True, use_lines: bool = True,
-                 reuse: list | None = None,
+                 hint: TableHint = TableHint(), use_arenas: bool = True, reuse: list | None = None,
                  durability: Durability = Durability(), faults: FaultPlan | None = None,
                  fresh: bool = True):
         """reuse: live ShardActor handles to reset and use (at least shard_count; not killed).
@@ -252,7 +250,7 @@ class RayHosts:
         self.readers = [ArenaReader() for _ in range(shard_count)]
         self._history = []  # the last two answered calls: (method, seq, args_per_shard)
         self._down_since = {}  # shard -> time.time() of its kill by the driver
-        self.lines = CallLines(shard_count) if use_lines and self.use_arenas else None
+        self.lines = CallLines(shard_count) if self.use_arenas else None
         for s in range(shard_count):
             self._open_line(s)
 
@@ -327,18 +325,13 @@ class RayHosts:
         if self.lines is not None and self.lines.up(s):
             try:
                 self.lines.send(s, message)
-            except LineLost as lost:
-                return lost  # raised when the answer is collected, as a dead actor's would be
-            return ON_LINE
+                return ON_LINE
+            except LineLost:
+                pass  # the line is dropped: a Ray call, which a dead actor answers with an error
         return actor.call_arena.remote(message)
 
     def _receive(self, s: int, ref) -> ShardReply:
-        if ref is ON_LINE:
-            answer = self.lines.receive(s)
-        elif isinstance(ref, LineLost):
-            raise ref
-        else:
-            answer = ray.get(ref)
+        answer = self.lines.receive(s) if ref is ON_LINE else ray.get(ref)
         if not isinstance(answer, ShardReply):  # packed (arena path, encoded): through its arena
             path, encoded = unpack(answer)
             answer = self.readers[s].read(path, encoded, copy=True)

@@ -5,8 +5,8 @@ here: ~0.6-1.4 GB/s per put on this 2-core box, which alone would cap the engine
 rows/s). When the driver and the actors share a node, each shard gets two memory-mapped files
 under /dev/shm (driver -> shard, shard -> driver): the sender copies its arrays in, the Ray
 call carries only a small manifest of (offset, dtype, shape), and the receiver maps views.
-Ray still schedules, orders and supervises the calls. Off-node (``--address`` to a cluster),
-arguments travel through the object store as usual.
+Ray supervises the actors (and, off the driver's node, carries the calls: see call lines
+below). Off-node (``--address`` to a cluster), arguments travel through the object store.
 
 The manifest itself travels as one bytes object (pack/unpack below): Ray submits a call whose
 only argument is bytes ~4x faster than one with a tuple of dataclasses and small arrays to

@@ -71,11 +71,12 @@ ID_SLOTS_PER_LIVE_RECORD = 1.7
 # Once records leave the window, a table this many times larger than its window needs is
 # rebuilt to fit (one pause; sweeps then cost in proportion to the window, not the burst).
 ID_TABLE_SHRINK = 4
-SWEEP_PASS_EPOCHS = 32  # both record tables are swept in place, a 1/32 slice per epoch...
-# ...or, in a table much larger than its inserts need (sized for a burst, or by a generous
-# hint), SWEEP_SLOTS_PER_INSERT slots per record inserted (at least SWEEP_SLOTS_MIN): an
-# epoch's upkeep then costs in proportion to its rows, not to the table. Stale records left
-# unswept then fill at most 1/SWEEP_SLOTS_PER_INSERT of the table.
+# Both record tables are swept in place each epoch (sweep_slots): a 1/SWEEP_PASS_EPOCHS slice,
+# or, in a table much larger than its inserts need (sized for a burst, or by a generous hint),
+# SWEEP_SLOTS_PER_INSERT slots per record inserted (at least SWEEP_SLOTS_MIN): an epoch's
+# upkeep then costs in proportion to its rows, not to the table. Stale records left unswept
+# then fill at most 1/SWEEP_SLOTS_PER_INSERT of the table.
+SWEEP_PASS_EPOCHS = 32
 SWEEP_SLOTS_PER_INSERT = 16
 SWEEP_SLOTS_MIN = 1024
 
